@@ -1,0 +1,154 @@
+# ddpm.c — everything is built from here. `make help` lists the targets.
+#
+# Two builds of the same library live side by side:
+#   build/f32/  float, what the program and the chapters run
+#   build/f64/  double (-DDDPM_DOUBLE), what the gradient checks run, so that
+#               finite differences are accurate enough to catch a 1% error
+# Nothing is downloaded at build or test time.
+
+CC      ?= cc
+NATIVE  ?= 0
+OPT     ?= -O2 $(if $(filter 1,$(NATIVE)),-march=native)
+PKGS     = openblas libpng zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lpng -lz)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(OPT) -fopenmp -Isrc $(PKG_CFLAGS) -MMD -MP
+LDLIBS  = $(PKG_LIBS) -lm -fopenmp
+
+B        = build
+LIB_SRC := $(filter-out src/ddpm.c,$(wildcard src/*.c))
+TEST_SRC:= $(wildcard tests/test_*.c)
+SUITES  := $(patsubst tests/test_%.c,%,$(TEST_SRC))
+HELPERS := tests/check_main.c tests/gradcheck.c
+NOTEBOOKS := $(patsubst notebooks_c/%.c,%,$(wildcard notebooks_c/ch*.c))
+
+# Debian packages the project needs (make deps installs the missing ones).
+DEPS = gcc make check pkg-config libopenblas-dev zlib1g-dev libpng-dev \
+       gnuplot-nox graphviz pandoc dataset-fashion-mnist
+
+.PHONY: all deps test run-tests book-check book-sync book bench \
+        notebooks clean help debug
+.DEFAULT_GOAL := all
+
+# The library (float) and the ddpm program.
+all: $(B)/ddpm
+
+# Print the targets and what they are for.
+help:
+	@grep -B1 -E '^[a-z0-9%-]+:' Makefile | grep -E '^#' | sed 's/^# //' | head -40; \
+	echo; grep -E '^[a-z0-9%-]+:' Makefile | cut -d: -f1 | tr '\n' ' '; echo
+
+# Install the Debian packages the project needs; quiet when all are present.
+deps:
+	@missing=""; for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "missing Debian packages:$$missing"; \
+	  echo "run:  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
+	echo "make deps: installing$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
+	  && echo "make deps: done"
+
+# Build and run every Check suite, float then double; ends on Check's summary.
+test:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory run-tests
+
+run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck
+	@$(B)/bookcheck book/*.md
+	@echo "== float build (core and golden tests) =="
+	@$(B)/f32/run_tests
+	@echo "== double build (core and gradient checks) =="
+	@$(B)/f64/run_tests
+
+# Fail when a chapter's quoted code differs from src/.
+book-check: $(B)/bookcheck
+	$(B)/bookcheck book/*.md
+
+# Rewrite every quoted excerpt in book/ from src/ (never edit excerpts by hand).
+book-sync: $(B)/bookcheck
+	$(B)/bookcheck --fix book/*.md
+
+# Render the book to HTML (pandoc, MathML) into build/book/.
+book: book-check
+	sh tools/book.sh $(B)/book
+
+# Speed: GEMM reference vs OpenBLAS (and later layers), as ratios, never asserted.
+bench: $(B)/bench
+	$(B)/bench
+
+# Address and undefined-behaviour sanitizers over the whole test suite.
+debug:
+	$(MAKE) --no-print-directory B=build/debug OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" run-tests
+
+# Run every chapter's notebook (the main job until the trainer lands).
+CHAPTERS := $(sort $(foreach n,$(NOTEBOOKS),$(patsubst ch0%,%,$(firstword $(subst _, ,$(n))))))
+notebooks: $(addprefix chapter,$(CHAPTERS))
+
+# make chapterN: build and run notebooks_c/ch0N_*.c, which write figures/.
+chapter%: deps
+	@nb=$$(ls notebooks_c/ch0$*_*.c 2>/dev/null | head -n 1); \
+	  [ -n "$$nb" ] || { echo "no notebook notebooks_c/ch0$*_*.c for chapter $*"; exit 1; }; \
+	  nb=$$(basename $$nb .c); mkdir -p figures/data && \
+	  $(MAKE) --no-print-directory $(B)/nb/$$nb && echo "running $(B)/nb/$$nb" && $(B)/nb/$$nb
+	@for s in figures/data/ch0$*_*.gp; do [ -e "$$s" ] || continue; gnuplot "$$s" || exit 1; done
+	@for d in figures/data/ch0$*_*.dot; do [ -e "$$d" ] || continue; \
+	  n=$$(basename $$d .dot); dot -Tpng -Gdpi=110 $$d -o figures/$$n.png && dot -Tsvg $$d -o figures/$$n.svg || exit 1; done
+	@echo "figures written:"; ls -1 figures/ch0$*_* 2>/dev/null | sed 's/^/  /'
+
+clean:
+	rm -rf build
+
+# ---- objects, libraries, programs ----------------------------------------
+
+$(B)/f32/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(B)/f64/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DDDPM_DOUBLE -c $< -o $@
+
+$(B)/f32/libddpm.a: $(patsubst src/%.c,$(B)/f32/%.o,$(LIB_SRC))
+	$(AR) rcs $@ $^
+$(B)/f64/libddpm.a: $(patsubst src/%.c,$(B)/f64/%.o,$(LIB_SRC))
+	$(AR) rcs $@ $^
+
+$(B)/ddpm: src/ddpm.c $(B)/f32/libddpm.a
+	$(CC) $(CFLAGS) $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
+
+# The runner calls suite_NN_name() for every tests/test_NN_name.c.
+$(B)/suites.h: $(TEST_SRC) Makefile
+	@mkdir -p $(@D)
+	@printf '%s\n' $(foreach s,$(SUITES),"SUITE(suite_$(s))") > $@
+
+$(B)/f32/run_tests: $(HELPERS) $(TEST_SRC) $(B)/suites.h $(B)/f32/libddpm.a tests/gradcheck.h
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(B) -Itests $(HELPERS) $(TEST_SRC) -o $@ \
+	  $(B)/f32/libddpm.a $(CHECK_LIBS) $(LDLIBS)
+$(B)/f64/run_tests: $(HELPERS) $(TEST_SRC) $(B)/suites.h $(B)/f64/libddpm.a tests/gradcheck.h
+	$(CC) $(CFLAGS) -DDDPM_DOUBLE $(CHECK_CFLAGS) -I$(B) -Itests $(HELPERS) $(TEST_SRC) -o $@ \
+	  $(B)/f64/libddpm.a $(CHECK_LIBS) $(LDLIBS)
+
+$(B)/bookcheck: tools/bookcheck.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra $< -o $@
+
+$(B)/bench: tests/bench.c $(B)/f32/libddpm.a
+	$(CC) $(CFLAGS) $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
+
+# Notebooks link the float library; ch01 also shows gradient checks, which
+# need the double build and the checker from tests/.
+$(B)/nb/ch00%: notebooks_c/ch00%.c $(B)/f32/libddpm.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
+$(B)/nb/ch01%: notebooks_c/ch01%.c tests/gradcheck.c $(B)/f64/libddpm.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DDDPM_DOUBLE -Itests $< tests/gradcheck.c -o $@ $(B)/f64/libddpm.a $(LDLIBS)
+$(B)/nb/ch%: notebooks_c/ch%.c $(B)/f32/libddpm.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
+
+-include $(wildcard $(B)/f32/*.d $(B)/f64/*.d)
