@@ -77,9 +77,9 @@ book-sync: $(B)/bookcheck
 book: book-check
 	sh tools/book.sh $(B)/book
 
-# Speed: GEMM reference vs OpenBLAS (and later layers), as ratios, never asserted.
-bench: $(B)/bench
-	$(B)/bench
+# Speed: every tests/bench_*.c program (GEMM, layers, ...), as ratios, never asserted.
+bench: $(patsubst tests/%.c,$(B)/%,$(wildcard tests/bench_*.c))
+	@for b in $^; do echo "== $$b"; $$b || exit 1; done
 
 # Address and undefined-behaviour sanitizers over the whole test suite.
 debug:
@@ -107,10 +107,12 @@ clean:
 
 $(B)/f32/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "CC  $< (float)"
+	@$(CC) $(CFLAGS) -c $< -o $@
 $(B)/f64/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -DDDPM_DOUBLE -c $< -o $@
+	@echo "CC  $< (double)"
+	@$(CC) $(CFLAGS) -DDDPM_DOUBLE -c $< -o $@
 
 $(B)/f32/libddpm.a: $(patsubst src/%.c,$(B)/f32/%.o,$(LIB_SRC))
 	$(AR) rcs $@ $^
@@ -136,19 +138,16 @@ $(B)/bookcheck: tools/bookcheck.c
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra $< -o $@
 
-$(B)/bench: tests/bench.c $(B)/f32/libddpm.a
-	$(CC) $(CFLAGS) $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
+$(B)/bench_%: tests/bench_%.c tests/bench.h $(B)/f32/libddpm.a
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
 
 # Notebooks link the float library; ch01 also shows gradient checks, which
 # need the double build and the checker from tests/.
-$(B)/nb/ch00%: notebooks_c/ch00%.c $(B)/f32/libddpm.a
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
 $(B)/nb/ch01%: notebooks_c/ch01%.c tests/gradcheck.c $(B)/f64/libddpm.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DDDPM_DOUBLE -Itests $< tests/gradcheck.c -o $@ $(B)/f64/libddpm.a $(LDLIBS)
 $(B)/nb/ch%: notebooks_c/ch%.c $(B)/f32/libddpm.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
 
 -include $(wildcard $(B)/f32/*.d $(B)/f64/*.d)
