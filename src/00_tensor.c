@@ -43,6 +43,17 @@ void ddpm_fail(const char *file, int line, const char *cond, const char *fmt, ..
     abort();
 }
 
+int error_set(Error *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
 static void *xmalloc(size_t bytes)
 {
     void *p = NULL;

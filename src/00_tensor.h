@@ -28,6 +28,13 @@ typedef float real;
     do { if (!(cond)) ddpm_fail(__FILE__, __LINE__, #cond, __VA_ARGS__); } while (0)
 void ddpm_fail(const char *file, int line, const char *cond, const char *fmt, ...);
 
+/* Errors on input (files, shapes from the command line): the function returns
+ * -1 and leaves one sentence naming the file and the problem in an Error. */
+typedef struct Error {
+    char msg[512];
+} Error;
+int error_set(Error *err, const char *fmt, ...);   // always returns -1
+
 /* ---- Arena: memory for one step --------------------------------------- */
 
 typedef struct ArenaBlock ArenaBlock;
