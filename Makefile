@@ -59,6 +59,8 @@ test:
 	@$(MAKE) --no-print-directory run-tests
 
 run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck
+	@sh tools/bookcheck_test.sh > $(B)/bookcheck_test.log 2>&1 || { cat $(B)/bookcheck_test.log; exit 1; }
+	@tail -n 1 $(B)/bookcheck_test.log
 	@$(B)/bookcheck book/*.md
 	@echo "== float build (core and golden tests) =="
 	@$(B)/f32/run_tests

@@ -123,13 +123,13 @@ static void graph_figure(Arena *ar, Rng *r)
     x->name = "x";
     w->name = "W";
     b->name = "b";
-    t->name = "target";
+    t->name = "y";
     w->requires_grad = b->requires_grad = 1;
     Tensor *h = ag_silu(&tp, ag_add_channel(&tp, ag_matmul(&tp, x, 0, w, 1), b));
     Tensor *loss = ag_mean(&tp, ag_square(&tp, ag_sub(&tp, h, t)));
     tape_backward(&tp, loss);
     FILE *f = fopen("figures/data/ch01_graph.dot", "w");
-    tape_write_dot(&tp, f, "loss = mean((silu(x W^T + b) - target)^2)");
+    tape_write_dot(&tp, f, "loss = mean((silu(x W^T + b) - y)^2)");
     fclose(f);
     printf("graph: %d nodes on the tape, loss %.6f, dL/db = [%.6f, %.6f]\n",
            tp.len, loss->data[0], b->grad[0], b->grad[1]);
