@@ -3,7 +3,7 @@
 #
 # Usage: tools/book.sh OUTDIR [BOOKDIR]
 #
-# Renders BOOKDIR/index.md and every BOOKDIR/NN_*.md (BOOKDIR defaults to the
+# Renders BOOKDIR/index.md, every BOOKDIR/NN_*.md and appendix_*.md (BOOKDIR defaults to the
 # repository's book/) into OUTDIR/NAME.html. Each page is standalone: its
 # figures (../figures/*.png, relative to the chapter) and tools/book.css are
 # embedded, math is MathML (no JavaScript, works offline), it has a table of
@@ -94,7 +94,7 @@ render() {
 cd "$book"
 set --
 if [ -f index.md ]; then set -- index.md; fi
-for f in [0-9][0-9]_*.md; do
+for f in [0-9][0-9]_*.md appendix_*.md; do
     if [ -f "$f" ]; then set -- "$@" "$f"; fi
 done
 [ $# -gt 0 ] || die "nothing to render: no index.md or NN_*.md in $book"
