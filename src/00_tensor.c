@@ -116,6 +116,23 @@ void *arena_calloc(Arena *a, size_t bytes)
     return p;
 }
 
+// Scratch memory inside a step (im2col buffers, say): everything allocated
+// after arena_mark() is handed back by arena_release(). If the arena had to
+// open a new block in between, the memory stays taken until arena_reset();
+// from the second step on there is only one block and release always works.
+size_t arena_mark(const Arena *a)
+{
+    return a->used;
+}
+
+void arena_release(Arena *a, size_t mark)
+{
+    size_t give_back = a->used - mark;
+    if (mark > a->used || give_back > a->head->used) return;   // spans blocks: keep
+    a->head->used -= give_back;
+    a->used = mark;
+}
+
 // Release everything at once. If the step needed more than one block, trade
 // them all for a single block of the peak size: from then on one block
 // holds a whole step and arena_alloc never reaches the system allocator.
@@ -375,16 +392,27 @@ void vec_scale(real *out, const real *x, real s, size_t n)
 
 void vec_axpy(real *y, real alpha, const real *x, size_t n)
 {
-    #pragma omp parallel for if (n > PAR_MIN)
+    if (n <= PAR_MIN) {
+        for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+        return;
+    }
+    #pragma omp parallel for
     for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
 // Reductions accumulate in double: a float sum of a million terms loses
 // about three digits, a double one none that float can show.
+// Below PAR_MIN the loop never enters OpenMP at all: even a parallel region
+// whose if() is false costs about a microsecond, which adds up when a
+// caller sums thousands of small planes.
 double vec_sum(const real *x, size_t n)
 {
     double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (n > PAR_MIN)
+    if (n <= PAR_MIN) {
+        for (size_t i = 0; i < n; i++) s += x[i];
+        return s;
+    }
+    #pragma omp parallel for reduction(+ : s)
     for (size_t i = 0; i < n; i++) s += x[i];
     return s;
 }
@@ -397,7 +425,11 @@ double vec_mean(const real *x, size_t n)
 double vec_dot(const real *a, const real *b, size_t n)
 {
     double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (n > PAR_MIN)
+    if (n <= PAR_MIN) {
+        for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+        return s;
+    }
+    #pragma omp parallel for reduction(+ : s)
     for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
     return s;
 }
@@ -440,7 +472,14 @@ void gemm(int trans_a, int trans_b, int M, int N, int K,
 #endif
 }
 
-void gemm_set_threads(int n)
+int gemm_threads(void)
 {
+    return openblas_get_num_threads();
+}
+
+int gemm_set_threads(int n)
+{
+    int was = openblas_get_num_threads();
     openblas_set_num_threads(n > 0 ? n : openblas_get_num_procs());
+    return was;
 }

@@ -48,6 +48,8 @@ typedef struct Arena {
 void  arena_init(Arena *a, size_t bytes);
 void *arena_alloc(Arena *a, size_t bytes);   // 64-byte aligned, uninitialised
 void *arena_calloc(Arena *a, size_t bytes);  // 64-byte aligned, zeroed
+size_t arena_mark(const Arena *a);           // for scratch: take a mark, ...
+void  arena_release(Arena *a, size_t mark);  // ... give back all allocated since
 void  arena_reset(Arena *a);
 void  arena_free(Arena *a);
 
@@ -131,6 +133,7 @@ void gemm(int trans_a, int trans_b, int M, int N, int K,
 void gemm_ref(int trans_a, int trans_b, int M, int N, int K,
               real alpha, const real *A, int lda, const real *B, int ldb,
               real beta, real *C, int ldc);
-void gemm_set_threads(int n);   // BLAS threads; 0 = library default
+int  gemm_set_threads(int n);   // BLAS threads (0 = all cores); returns the old count
+int  gemm_threads(void);
 
 #endif

@@ -86,7 +86,7 @@ real *tape_grad(Tape *tp, Tensor *t)
 
 // The input's gradient if it wants one, else NULL: backward kernels skip
 // the work for a NULL destination (micrograd's needs_input_grad).
-static real *grad_if(Tape *tp, Tensor *t)
+real *tape_grad_if(Tape *tp, Tensor *t)
 {
     return t->requires_grad ? tape_grad(tp, t) : NULL;
 }
@@ -152,13 +152,13 @@ void sub_backward(real *da, real *db, const real *dout, size_t n)
 
 static void add_node(Tape *tp, Node *nd)
 {
-    add_backward(grad_if(tp, nd->in[0]), grad_if(tp, nd->in[1]),
+    add_backward(tape_grad_if(tp, nd->in[0]), tape_grad_if(tp, nd->in[1]),
                  nd->out->grad, nd->out->size);
 }
 
 static void sub_node(Tape *tp, Node *nd)
 {
-    sub_backward(grad_if(tp, nd->in[0]), grad_if(tp, nd->in[1]),
+    sub_backward(tape_grad_if(tp, nd->in[0]), tape_grad_if(tp, nd->in[1]),
                  nd->out->grad, nd->out->size);
 }
 
@@ -199,7 +199,7 @@ void mul_backward(real *da, real *db, const real *dout,
 static void mul_node(Tape *tp, Node *nd)
 {
     Tensor *a = nd->in[0], *b = nd->in[1];
-    mul_backward(grad_if(tp, a), grad_if(tp, b), nd->out->grad,
+    mul_backward(tape_grad_if(tp, a), tape_grad_if(tp, b), nd->out->grad,
                  a->data, b->data, a->size);
 }
 
@@ -395,7 +395,7 @@ static void matmul_node(Tape *tp, Node *nd)
     int ta = nd->arg[0], tb = nd->arg[1];
     int M = nd->out->shape[0], N = nd->out->shape[1];
     int K = ta ? a->shape[0] : a->shape[1];
-    matmul_backward(grad_if(tp, a), grad_if(tp, b), nd->out->grad,
+    matmul_backward(tape_grad_if(tp, a), tape_grad_if(tp, b), nd->out->grad,
                     a->data, ta, b->data, tb, M, N, K);
 }
 
@@ -482,7 +482,7 @@ static void add_channel_node(Tape *tp, Node *nd)
     int N, C, ps;
     size_t HW;
     channel_shape("add_channel", nd->in[0], nd->in[1], &N, &C, &HW, &ps);
-    add_channel_backward(grad_if(tp, nd->in[0]), grad_if(tp, nd->in[1]),
+    add_channel_backward(tape_grad_if(tp, nd->in[0]), tape_grad_if(tp, nd->in[1]),
                          nd->out->grad, N, C, HW, ps);
 }
 
@@ -492,7 +492,7 @@ static void mul_channel_node(Tape *tp, Node *nd)
     int N, C, ps;
     size_t HW;
     channel_shape("mul_channel", x, v, &N, &C, &HW, &ps);
-    mul_channel_backward(grad_if(tp, x), grad_if(tp, v), nd->out->grad,
+    mul_channel_backward(tape_grad_if(tp, x), tape_grad_if(tp, v), nd->out->grad,
                          x->data, v->data, N, C, HW, ps);
 }
 

@@ -52,6 +52,7 @@ int   tape_set_recording(Tape *tp, int on);   // returns the previous setting
 Node *tape_record(Tape *tp, const char *op, BackwardFn fn, Tensor *out,
                   int n_in, Tensor *const *in);  // NULL if nothing to record
 real *tape_grad(Tape *tp, Tensor *t);   // t->grad, allocated zeroed if missing
+real *tape_grad_if(Tape *tp, Tensor *t);  // the same if t requires a grad, else NULL
 void  tape_backward(Tape *tp, Tensor *loss);   // loss has one element
 void  tape_backward_from(Tape *tp, Tensor *out, const real *dout);
 void  tape_write_dot(const Tape *tp, FILE *f, const char *title);

@@ -4,12 +4,15 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "00_tensor.h"
+
 #define SUITE(fn) Suite *fn(void);
 #include "suites.h"
 #undef SUITE
 
 int main(void)
 {
+    gemm_set_threads(1);   // one thread pool: OpenMP splits the work, BLAS runs inside (chapter 00)
     SRunner *sr = srunner_create(NULL);
 #define SUITE(fn) srunner_add_suite(sr, fn());
 #include "suites.h"
