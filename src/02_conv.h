@@ -25,20 +25,22 @@ typedef struct ConvShape {
 
 ConvShape conv_shape(int N, int Cin, int H, int W, int Cout, int k, int stride,
                      int pad_t, int pad_l, int pad_b, int pad_r);
+double conv2d_flops(const ConvShape *s);   // of the forward: 2 N Cout Ho Wo Cin k k
 
 /* ---- kernels ---------------------------------------------------------- */
 
 // out [N,Cout,Ho,Wo] = conv(x [N,Cin,H,W], w [Cout,Cin,k,k]) + b [Cout] (b may be NULL).
-// `scratch` is an arena for im2col buffers.
+// `scratch` is an arena for im2col buffers (they stay allocated until its reset).
+// Uses both cores itself (OpenMP, one-thread GEMMs): call it from one thread.
 void conv2d_forward(real *out, const real *x, const real *w, const real *b,
                     const ConvShape *s, Arena *scratch);
-// Accumulates into dx, dw, db (any may be NULL).
+// dout [N,Cout,Ho,Wo]; accumulates into dx, dw, db (any may be NULL).
 void conv2d_backward(real *dx, real *dw, real *db, const real *dout,
                      const real *x, const real *w, const ConvShape *s, Arena *scratch);
 
-// GroupNorm: per sample, per group of C/G channels, normalise to zero mean and
-// unit variance (eps inside the sqrt), then out = xhat * gamma[c] + beta[c].
-// mean and rstd [N*G] are saved for the backward.
+// GroupNorm on x [N, C, HW]: per sample, per group of C/G channels, normalise
+// to zero mean and unit variance (eps inside the sqrt), then
+// out = xhat * gamma[c] + beta[c]. mean and rstd [N*G] are saved for the backward.
 void group_norm_forward(real *out, real *mean, real *rstd, const real *x,
                         const real *gamma, const real *beta,
                         int N, int C, size_t HW, int G, real eps);
