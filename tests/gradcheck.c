@@ -24,7 +24,8 @@ static double score(double a, double n)
     return fabs(a - n) / (GRADCHECK_ATOL + GRADCHECK_RTOL * m);
 }
 
-GradCheck gradcheck_h(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed, double h)
+static GradCheck check(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed,
+                       double h, size_t max_per_input)
 {
     GradCheck g = {0};
     Arena arena, scratch;
@@ -52,7 +53,10 @@ GradCheck gradcheck_h(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed,
     // Numeric: perturb one element at a time, both ways.
     for (int i = 0; i < n_in; i++) {
         if (!in[i]->requires_grad) continue;
-        for (size_t j = 0; j < in[i]->size; j++) {
+        size_t n = in[i]->size;
+        int sample = max_per_input && n > max_per_input;
+        for (size_t k = 0; k < (sample ? max_per_input : n); k++) {
+            size_t j = sample ? rng_below(&rng, (uint32_t)n) : k;
             real keep = in[i]->data[j];
             in[i]->data[j] = keep + h;
             double Lp = eval_loss(f, in, ctx, r, &scratch);
@@ -84,5 +88,16 @@ GradCheck gradcheck_h(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed,
 
 GradCheck gradcheck(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed)
 {
-    return gradcheck_h(f, in, n_in, ctx, seed, GRADCHECK_H);
+    return check(f, in, n_in, ctx, seed, GRADCHECK_H, 0);
+}
+
+GradCheck gradcheck_h(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed, double h)
+{
+    return check(f, in, n_in, ctx, seed, h, 0);
+}
+
+GradCheck gradcheck_sample(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed,
+                           size_t k)
+{
+    return check(f, in, n_in, ctx, seed, GRADCHECK_H, k);
 }

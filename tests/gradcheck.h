@@ -30,10 +30,16 @@ typedef struct GradCheck {
 #define GRADCHECK_ATOL 1e-7
 #define GRADCHECK_RTOL 1e-5
 
-/* Checks d(r.out)/d(in[i]) for every input with requires_grad set. */
+/* Checks d(r.out)/d(in[i]) for every input with requires_grad set. A leaf
+ * that f uses but that is not in `in` must not require a gradient unless it
+ * owns its grad buffer (a parameter does). */
 GradCheck gradcheck(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed);
 GradCheck gradcheck_h(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed,
                       double h);
+/* Only k random elements of each input (for networks too big to difference
+ * element by element; the ops themselves are checked exhaustively). */
+GradCheck gradcheck_sample(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed,
+                           size_t k);
 
 /* Check-friendly: fails the current test with a message naming the op. */
 #define ck_assert_gradcheck(name, g)                                                  \
