@@ -18,6 +18,15 @@ CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(OPT) -fopenmp -Isrc $(PKG_CFLAG
 LDLIBS  = $(PKG_LIBS) -lm -fopenmp
 
 B        = build
+
+# make chapterN DATA=path/to/cifar-10-batches-bin uses that data set; MINUTES=
+# sets the training budget of the chapters that train (6, 7).
+ifdef DATA
+export DDPM_DATA := $(DATA)
+endif
+ifdef MINUTES
+export MINUTES
+endif
 LIB_SRC := $(filter-out src/ddpm.c,$(wildcard src/*.c))
 TEST_SRC:= $(wildcard tests/test_*.c)
 SUITES  := $(patsubst tests/test_%.c,%,$(TEST_SRC))
@@ -28,7 +37,7 @@ NOTEBOOKS := $(patsubst notebooks_c/%.c,%,$(wildcard notebooks_c/ch*.c))
 DEPS = gcc make check pkg-config libopenblas-dev zlib1g-dev libpng-dev \
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
-.PHONY: all deps test run-tests book-check book-sync book bench \
+.PHONY: all deps test run-tests book-check book-sync book bench data \
         notebooks clean help debug
 .DEFAULT_GOAL := all
 
@@ -102,6 +111,11 @@ chapter%: deps
 	  n=$$(basename $$d .dot); dot -Tpng -Gdpi=110 $$d -o figures/$$n.png && dot -Tsvg $$d -o figures/$$n.svg || exit 1; done
 	@echo "figures written:"; ls -1 figures/ch0$*_* 2>/dev/null | sed 's/^/  /'
 
+# Download CIFAR-10 into build/data (when this machine can reach it), else say how.
+data:
+	@sh tools/get_cifar10.sh build/data
+
+# Remove everything built (build/); figures/ and the sources stay.
 clean:
 	rm -rf build
 
