@@ -11,8 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <math.h>
+
 #include "checkpoint.h"
 #include "npy.h"
+#include "progress.h"
+#include "train.h"
 
 #define DDPM_VERSION "0.1.0"
 
@@ -27,8 +32,12 @@ static int cmd_help(int argc, char **argv);
 static int cmd_params(int argc, char **argv);
 static int cmd_init(int argc, char **argv);
 static int cmd_forward(int argc, char **argv);
+static int cmd_train(int argc, char **argv);
+static int cmd_bpd(int argc, char **argv);
 
 static const Command commands[] = {
+    {"train",   "train a model (Algorithm 1): L_simple, the true bound, or hybrid", cmd_train},
+    {"bpd",     "the variational bound in bits/dim on test images", cmd_bpd},
     {"init",    "write a freshly initialised U-Net to a checkpoint", cmd_init},
     {"forward", "run the U-Net once: eps_theta(x, t) from .npy files", cmd_forward},
     {"params",  "print the parameter count per block and in total", cmd_params},
@@ -316,6 +325,302 @@ static int cmd_forward(int argc, char **argv)
     npy_free(&t);
     unet_free(&net);
     return rc < 0 ? fail("forward", &err) : 0;
+}
+
+/* ---- ddpm train -------------------------------------------------------------- */
+
+typedef struct TrainFlags {
+    NetFlags net;
+    TrainConfig tc;
+    const char *data, *resume, *mean, *var, *loss;
+    int T, warmup_given, bad;
+} TrainFlags;
+
+static int num(const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) return -1;
+    *out = x;
+    return 0;
+}
+
+static int take_train(void *ctx, const char *flag, const char *v)
+{
+    TrainFlags *f = ctx;
+    TrainConfig *c = &f->tc;
+    double x = 0;
+    int bad = 0;
+    if (!strcmp(flag, "data")) f->data = v;
+    else if (!strcmp(flag, "out")) c->out_dir = v;
+    else if (!strcmp(flag, "resume")) f->resume = v;
+    else if (!strcmp(flag, "mean")) f->mean = v;
+    else if (!strcmp(flag, "var")) f->var = v;
+    else if (!strcmp(flag, "loss")) f->loss = v;
+    else if (!strcmp(flag, "steps")) { bad = num(v, 1, 1e9, &x); c->steps = (long)x; }
+    else if (!strcmp(flag, "minutes")) { bad = num(v, 0.01, 1e6, &x); c->minutes = x; }
+    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); c->batch = (int)x; }
+    else if (!strcmp(flag, "lr")) { bad = num(v, 0, 1, &x); c->lr = x; }
+    else if (!strcmp(flag, "warmup")) { bad = num(v, 0, 1e9, &x); c->warmup = (long)x; f->warmup_given = 1; }
+    else if (!strcmp(flag, "clip")) { bad = num(v, 0, 1e9, &x); c->grad_clip = x; }
+    else if (!strcmp(flag, "ema")) { bad = num(v, 0, 1, &x); c->ema_decay = x; }
+    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); c->seed = (unsigned long long)x; }
+    else if (!strcmp(flag, "flip")) { bad = num(v, 0, 1, &x); c->flip = (int)x; }
+    else if (!strcmp(flag, "ckpt-every")) { bad = num(v, 0, 1e9, &x); c->ckpt_every = (long)x; }
+    else if (!strcmp(flag, "T")) { bad = num(v, 2, 100000, &x); f->T = (int)x; }
+    else return net_flag(&f->net, flag, v);
+    if (bad) {
+        fprintf(stderr, "ddpm train: bad value '%s' for --%s\n", v, flag);
+        f->bad = 1;
+    }
+    return 1;
+}
+
+#define TRAIN_USAGE \
+    "usage: ddpm train [--data PATH] [--out DIR] [--steps N | --minutes M] [flags]\n\n" \
+    "Train eps_theta with Algorithm 1. Writes DIR/ckpt.safetensors (weights, Adam,\n" \
+    "EMA, step, settings; atomically, every --ckpt-every steps and at the end) and\n" \
+    "DIR/log.csv. Ctrl-C saves and stops; --resume continues a run exactly.\n\n" \
+    "  --data PATH          CIFAR-10 batches, MNIST IDX or PNG folder (default: $DDPM_DATA,\n" \
+    "                       build/data/cifar-10-batches-bin, else Fashion-MNIST)\n" \
+    "  --out DIR            output folder (build/run)\n" \
+    "  --steps N            stop after N steps in total\n" \
+    "  --minutes M          ... or after M minutes of training\n" \
+    "  --batch B            images per step (32; the paper: 128)\n" \
+    "  --lr LR              Adam learning rate (2e-4)\n" \
+    "  --warmup N           linear warm-up steps (the paper: 5000; default min(5000, steps/10))\n" \
+    "  --clip C             gradient-norm clip (1.0)\n" \
+    "  --ema D              EMA decay of the weights (0.999; the paper: 0.9999)\n" \
+    "  --loss L             simple (Eq. 14) | vlb (the true bound) | hybrid\n" \
+    "  --mean M             eps | x0 | mu: what the network predicts\n" \
+    "  --var V              fixedlarge (beta) | fixedsmall (beta~) | learned\n" \
+    "  --T N                diffusion steps (1000)\n" \
+    "  --seed S, --flip 0|1, --ckpt-every N, --resume CKPT\n\n" NET_FLAGS_HELP
+
+static int load_data(const char *cmd, const char *path, int train, Dataset *d)
+{
+    Error err;
+    if (!path || !*path) path = data_default_path();
+    if (data_load(d, path, train, &err) < 0) return fail(cmd, &err);
+    fprintf(stderr, "data: %s, %s split, %d images of %dx%dx%d (%s)\n", d->name,
+            train ? "training" : "test", d->n, d->c, d->h, d->w, d->path);
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    TrainFlags f = {0};
+    train_config_default(&f.tc);
+    f.tc.batch = 32;
+    f.tc.ema_decay = 0.999;
+    f.T = 1000;
+    int rc = parse_flags(argc, argv, "train", TRAIN_USAGE, take_train, &f);
+    if (rc || f.bad) return rc == 1 ? 0 : 2;
+    if (!f.resume && f.tc.steps <= 0 && f.tc.minutes <= 0) {
+        fprintf(stderr, "ddpm train: give a budget: --steps N and/or --minutes M\n");
+        return 2;
+    }
+    if (!f.warmup_given) f.tc.warmup = f.tc.steps > 0 ? (f.tc.steps / 10 < 5000 ? f.tc.steps / 10 : 5000) : 200;
+    Error err;
+    Dataset data;
+    if (load_data("train", f.data, 1, &data)) return 1;
+    UNetConfig ucfg;
+    Diffusion df;
+    if (net_config(&f.net, &ucfg, &err) < 0 ||
+        diffusion_parse(&df, f.mean ? f.mean : "eps", f.var ? f.var : "fixedlarge",
+                        f.loss ? f.loss : "simple", &err) < 0) {
+        data_free(&data);
+        return fail("train", &err);
+    }
+    ucfg.in_ch = data.c;
+    Trainer tr;
+    if (trainer_init(&tr, &ucfg, &df, f.T, &f.tc, f.resume, &err) < 0) {
+        data_free(&data);
+        return fail("train", &err);
+    }
+    if (tr.net.cfg.in_ch != data.c) {
+        error_set(&err, "the model takes %d image channels but %s has %d", tr.net.cfg.in_ch,
+                  data.name, data.c);
+        rc = 1;
+    } else {
+        char desc[256];
+        unet_config_str(&tr.net.cfg, desc, sizeof desc);
+        fprintf(stderr, "model: %s; %zu parameters\n", desc, tr.net.params.total);
+        fprintf(stderr, "training: from step %ld, batch %d, lr %g, warm-up %ld, clip %g, EMA %g, "
+                        "seed %llu -> %s/\n", tr.step, tr.cfg.batch, tr.cfg.lr, tr.cfg.warmup,
+                tr.cfg.grad_clip, tr.cfg.ema_decay, tr.cfg.seed, tr.cfg.out_dir);
+        rc = train_run(&tr, &data, &err) < 0;
+        if (!rc) printf("trained to step %ld, last loss %.5f: %s/ckpt.safetensors, %s/log.csv\n",
+                        tr.step, tr.last_loss, tr.cfg.out_dir, tr.cfg.out_dir);
+    }
+    trainer_free(&tr);
+    data_free(&data);
+    return rc ? fail("train", &err) : 0;
+}
+
+/* ---- ddpm bpd ------------------------------------------------------------------ */
+
+typedef struct BpdFlags {
+    const char *ckpt, *data, *csv;
+    int n, batch, clip, ema, bad;
+    unsigned long long seed;
+} BpdFlags;
+
+static int take_bpd(void *ctx, const char *flag, const char *v)
+{
+    BpdFlags *f = ctx;
+    double x = 0;
+    int bad = 0;
+    if (!strcmp(flag, "ckpt")) f->ckpt = v;
+    else if (!strcmp(flag, "data")) f->data = v;
+    else if (!strcmp(flag, "csv")) f->csv = v;
+    else if (!strcmp(flag, "n")) { bad = num(v, 1, 1e7, &x); f->n = (int)x; }
+    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); f->batch = (int)x; }
+    else if (!strcmp(flag, "clip")) { bad = num(v, 0, 1, &x); f->clip = (int)x; }
+    else if (!strcmp(flag, "ema")) { bad = num(v, 0, 1, &x); f->ema = (int)x; }
+    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); f->seed = (unsigned long long)x; }
+    else return 0;
+    if (bad) {
+        fprintf(stderr, "ddpm bpd: bad value '%s' for --%s\n", v, flag);
+        f->bad = 1;
+    }
+    return 1;
+}
+
+static void bpd_progress(void *ctx, long done, long total)
+{
+    Progress *p = ctx;
+    p->total = total;
+    progress_update(p, done, NULL);
+}
+
+// Mean and standard error of the mean of x[0..n).
+static void mean_se(const double *x, int n, double *mean, double *se)
+{
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
+    *se = n > 1 ? sqrt(s2 / (n - 1) / n) : 0;
+}
+
+static int write_bpd_csv(const char *path, const BpdResult *r, Error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return error_set(err, "%s: cannot write (%s)", path, strerror(errno));
+    double m, se, *col = malloc(sizeof(double) * (size_t)r->N);
+    mean_se(r->prior, r->N, &m, &se);
+    fprintf(f, "# prior_bpd=%.8f prior_se=%.8f images=%d\n", m, se, r->N);
+    fprintf(f, "t,term_bpd,term_se,mse_x0\n");
+    for (int t = 0; t < r->T; t++) {
+        double mm, ms;
+        for (int n = 0; n < r->N; n++) col[n] = r->terms[(size_t)t * r->N + n];
+        mean_se(col, r->N, &m, &se);
+        for (int n = 0; n < r->N; n++) col[n] = r->mse[(size_t)t * r->N + n];
+        mean_se(col, r->N, &mm, &ms);
+        fprintf(f, "%d,%.8f,%.8f,%.8f\n", t, m, se, mm);
+    }
+    free(col);
+    return fclose(f) == 0 ? 0 : error_set(err, "%s: write failed", path);
+}
+
+// Builds the diffusion of a checkpoint from its train.* metadata.
+static int ckpt_diffusion(const char *path, Schedule *s, Diffusion *df, int *ema_ok, Error *err)
+{
+    StFile f;
+    if (st_open(path, &f, err) < 0) return -1;
+    const char *m = st_meta(&f, "train.mean"), *v = st_meta(&f, "train.var"), *l = st_meta(&f, "train.loss");
+    const char *Ts = st_meta(&f, "train.T");
+    int T = Ts ? atoi(Ts) : 1000;
+    *ema_ok = st_find(&f, "train.ema.conv_out.bias") != NULL;
+    int rc = diffusion_parse(df, m ? m : "eps", v ? v : "fixedlarge", l ? l : "simple", err);
+    st_close(&f);   // m, v, l, Ts point into f: used above, not below
+    if (rc == 0) rc = schedule_init(s, "linear", T, 1e-4, 0.02, err);
+    df->sched = s;
+    return rc;
+}
+
+// Replaces the weights by the checkpoint's EMA copy (train.ema.*).
+static int load_ema(const char *path, ParamSet *ps, Error *err)
+{
+    StFile f;
+    if (st_open(path, &f, err) < 0) return -1;
+    int rc = st_load_params(&f, ps, "train.ema.", 0, err);
+    st_close(&f);
+    return rc;
+}
+
+static int cmd_bpd(int argc, char **argv)
+{
+    BpdFlags f = {.n = 100, .batch = 50, .clip = 1, .ema = 1};
+    int rc = parse_flags(argc, argv, "bpd",
+        "usage: ddpm bpd --ckpt M [--data PATH] [--n N] [--batch B] [--clip 0|1] [--ema 0|1]\n"
+        "                [--seed S] [--csv FILE]\n\n"
+        "The variational bound (Eq. 5) in bits/dim on the first N test images (100):\n"
+        "all T terms, a fresh x_t for every t (the official calc_bpd_loop), x0_pred\n"
+        "clipped to [-1, 1] unless --clip 0, the EMA weights when the checkpoint has\n"
+        "them unless --ema 0. Prints total, prior (L_T), terms (L_1..L_{T-1}) and\n"
+        "decoder (L_0) with standard errors over images; --csv writes the per-t terms\n"
+        "and the per-t mean squared error of x0_pred (chapter 07 reads it).\n",
+        take_bpd, &f);
+    if (rc || f.bad) return rc == 1 ? 0 : 2;
+    if (!f.ckpt) { fprintf(stderr, "ddpm bpd: --ckpt is required\n"); return 2; }
+    Error err;
+    UNet net;
+    Schedule s = {0};
+    Diffusion df;
+    int ema_ok = 0;
+    if (ckpt_diffusion(f.ckpt, &s, &df, &ema_ok, &err) < 0) return fail("bpd", &err);
+    if (ckpt_load(f.ckpt, &net, NULL, 0, &err) < 0) { schedule_free(&s); return fail("bpd", &err); }
+    if (f.ema && ema_ok && load_ema(f.ckpt, &net.params, &err) < 0) {
+        unet_free(&net);
+        schedule_free(&s);
+        return fail("bpd", &err);
+    }
+    Dataset data;
+    if (load_data("bpd", f.data, 0, &data)) { unet_free(&net); schedule_free(&s); return 1; }
+    if (f.n > data.n) f.n = data.n;
+    real *x0 = malloc(sizeof(real) * (size_t)f.n * data.c * data.h * data.w);
+    int *idx = malloc(sizeof(int) * (size_t)f.n);
+    for (int i = 0; i < f.n; i++) idx[i] = i;
+    data_batch(&data, x0, idx, f.n, NULL);
+    fprintf(stderr, "bpd: %d images, T = %d, %s weights, x0_pred %sclipped\n", f.n, s.T,
+            f.ema && ema_ok ? "EMA" : "raw", f.clip ? "" : "not ");
+    Rng rng;
+    rng_seed(&rng, f.seed, 0);
+    Progress pr;
+    progress_start(&pr, "bpd", 0, 0);
+    BpdResult r;
+    rc = calc_bpd_loop(&df, &net, x0, f.n, data.c, data.h, data.w, f.batch, &rng, f.clip, &r,
+                       bpd_progress, &pr, &err);
+    if (rc == 0) {
+        progress_end(&pr, pr.total, NULL);
+        double *col = malloc(sizeof(double) * (size_t)f.n), m, se;
+        printf("# %s, %d test images, %s\n", f.ckpt, f.n, data.name);
+        mean_se(r.total, f.n, &m, &se);
+        printf("total   %.5f +- %.5f bits/dim\n", m, se);
+        mean_se(r.prior, f.n, &m, &se);
+        printf("prior   %.5f +- %.5f bits/dim\n", m, se);
+        for (int n = 0; n < f.n; n++) {
+            col[n] = 0;
+            for (int t = 1; t < r.T; t++) col[n] += r.terms[(size_t)t * f.n + n];
+        }
+        mean_se(col, f.n, &m, &se);
+        printf("terms   %.5f +- %.5f bits/dim\n", m, se);
+        for (int n = 0; n < f.n; n++) col[n] = r.terms[n];
+        mean_se(col, f.n, &m, &se);
+        printf("decoder %.5f +- %.5f bits/dim\n", m, se);
+        free(col);
+        if (f.csv && write_bpd_csv(f.csv, &r, &err) < 0) rc = -1;
+        else if (f.csv) fprintf(stderr, "wrote %s\n", f.csv);
+        bpd_result_free(&r);
+    }
+    free(x0);
+    free(idx);
+    data_free(&data);
+    unet_free(&net);
+    schedule_free(&s);
+    return rc < 0 ? fail("bpd", &err) : 0;
 }
 
 /* ---- ddpm version ---------------------------------------------------------- */
