@@ -11,7 +11,8 @@
  *
  * MINUTES (default 20) is the whole budget: each model trains for 30% of it,
  * and each bits/dim evaluation takes roughly 10-15% on 32 test images.
- * DDPM_DATA picks the data set (make chapter6 DATA=...), default as ddpm train.
+ * DDPM_DATA picks the data set (make chapter6 DATA=...), default as ddpm train;
+ * EVAL_N the number of test images the bound is measured on (32).
  */
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@
 
 #include "train.h"
 
-#define EVAL_IMAGES 32
+static int EVAL_IMAGES = 32;   // EVAL_N in the environment changes it (e.g. for a quick try)
 
 typedef struct Run {
     const char *name, *loss;
@@ -128,9 +129,11 @@ static void write_plots(const Run *runs, const char *data_name)
         "set datafile separator ','\nset grid\nset key top right\nset xlabel 'minutes of training'\n"
         "set multiplot layout 1,2 title 'Two tiny models, same budget, %s'\n"
         "set title 'L_{simple} (mean squared error of {/Symbol e})'\nset logscale y\n"
-        "plot '%s/log.csv' u ($5/60):2 every 5 w l lc rgb '#4a7ab5' t 'trained on L_{simple}'\n"
+        "plot '%s/log.csv' skip 1 u ($5/60):2 w l lc rgb '#b8cce4' t 'trained on L_{simple}', "
+        "'' skip 1 u ($5/60):2 smooth bezier w l lw 2 lc rgb '#1f4e79' t 'smoothed'\n"
         "set title 'L_{vlb} (bits/dim, one random t per image)'\n"
-        "plot '%s/log.csv' u ($5/60):2 every 5 w l lc rgb '#c0504d' t 'trained on the bound'\n"
+        "plot '%s/log.csv' skip 1 u ($5/60):2 w l lc rgb '#e6b9b8' t 'trained on the bound', "
+        "'' skip 1 u ($5/60):2 smooth bezier w l lw 2 lc rgb '#943634' t 'smoothed'\n"
         "unset multiplot\n", data_name, runs[0].dir, runs[1].dir);
     fclose(f);
     // loaded twice (png, then svg) by the script below; .gpi so make does not run it alone
@@ -155,7 +158,8 @@ static void write_plots(const Run *runs, const char *data_name)
 int main(void)
 {
     gemm_set_threads(1);   // one thread pool: OpenMP splits the work, BLAS runs inside (chapter 00)
-    const char *m = getenv("MINUTES");
+    const char *m = getenv("MINUTES"), *en = getenv("EVAL_N");
+    if (en && atoi(en) > 0) EVAL_IMAGES = atoi(en);
     double minutes = m && atof(m) > 0 ? atof(m) : 20;
     Dataset train, test;
     Error err;

@@ -387,7 +387,9 @@ static Tensor *f_conv(Tape *tp, Tensor **in, void *c)
 }
 
 // The three U-Net shapes and two others, random sizes with odd channel
-// counts, bias on and off, and x or w not needing a gradient.
+// counts, bias on and off, and x or w not needing a gradient. This checks
+// conv2d_backward and the two static pieces it is made of,
+// conv_chunk_backward (dx, dw) and conv_bias_backward (db).
 START_TEST(grad_conv2d)
 {
     static const int kinds[][6] = {   // k stride pt pl pb pr
