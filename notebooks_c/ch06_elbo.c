@@ -145,7 +145,7 @@ static void write_plots(const Run *runs, const char *data_name)
     fclose(f);
     f = fopen("figures/data/ch06_terms_out.gp", "w");
     fprintf(f,
-        "set logscale xy\nset grid\nset xlabel 'timestep t (paper numbering)'\n"
+        "set logscale xy\nset grid\nset format y '10^{%%L}'\nset xlabel 'timestep t (paper numbering)'\n"
         "set ylabel 'bound term L_{t-1} (bits/dim)'\nset key top right\n"
         "set title 'Where the bits are: per-step terms of the bound (%s)'\n"
         "p = \"plot 'figures/data/ch06_terms_simple.dat' u 1:2 w l lw 2 lc rgb '#4a7ab5' t 'trained on L_{simple}', "

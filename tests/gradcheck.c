@@ -101,3 +101,11 @@ GradCheck gradcheck_sample(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t 
 {
     return check(f, in, n_in, ctx, seed, GRADCHECK_H, k);
 }
+
+Tensor *gradcheck_random(Arena *ar, Rng *r, int ndim, const int *shape, double std)
+{
+    Tensor *t = tensor_new(ar, ndim, shape);
+    rng_fill_normal(r, t->data, t->size, 0, (real)std);
+    t->requires_grad = 1;
+    return t;
+}

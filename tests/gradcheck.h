@@ -41,6 +41,9 @@ GradCheck gradcheck_h(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed,
 GradCheck gradcheck_sample(GradFn f, Tensor **in, int n_in, void *ctx, uint64_t seed,
                            size_t k);
 
+/* A tensor of N(0, std^2) values that requires a gradient: the usual input. */
+Tensor *gradcheck_random(Arena *ar, Rng *r, int ndim, const int *shape, double std);
+
 /* Check-friendly: fails the current test with a message naming the op. */
 #define ck_assert_gradcheck(name, g)                                                  \
     do {                                                                              \

@@ -181,10 +181,7 @@ static const OpCase elementwise[] = {
 // Random tensors of 1 to 4 dims (each dim 1..4), values N(0,1), requiring grad.
 static Tensor *random_tensor(Arena *ar, Rng *r, int ndim, const int *shape)
 {
-    Tensor *t = tensor_new(ar, ndim, shape);
-    rng_fill_normal(r, t->data, t->size, 0, 1);
-    t->requires_grad = 1;
-    return t;
+    return gradcheck_random(ar, r, ndim, shape, 1);
 }
 
 START_TEST(grad_elementwise)

@@ -20,10 +20,7 @@
 
 static Tensor *random_tensor(Arena *ar, Rng *r, int ndim, const int *shape)
 {
-    Tensor *t = tensor_new(ar, ndim, shape);
-    rng_fill_normal(r, t->data, t->size, 0, 1);
-    t->requires_grad = 1;
-    return t;
+    return gradcheck_random(ar, r, ndim, shape, 1);
 }
 
 // max_i |a_i - b_i| / max_i |b_i|: one number for "the two arrays agree".

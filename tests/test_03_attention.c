@@ -12,13 +12,7 @@
 // with a double reference to ~1e-6 relative; 1e-5 leaves a factor of ten.
 #define TOL (sizeof(real) == 4 ? 1e-5 : 1e-12)
 
-static Tensor *random_tensor(Arena *ar, Rng *r, int ndim, const int *shape, double std)
-{
-    Tensor *t = tensor_new(ar, ndim, shape);
-    rng_fill_normal(r, t->data, t->size, 0, (real)std);
-    t->requires_grad = 1;
-    return t;
-}
+#define random_tensor gradcheck_random
 
 /* ---- references: the definitions as plain loops, in double ------------- */
 
