@@ -174,16 +174,22 @@ static int next_image(Trainer *tr, const Dataset *d, long k)
     return tr->order[k % d->n];
 }
 
-// Adam (Kingma & Ba), bias-corrected, then the EMA of the weights. The
-// learning rate warms up linearly: lr * min(step / warmup, 1).
-// NOTE: as in the official code, step counts the updates done before this
+// The learning rate of the update made after `done` updates: linear
+// warm-up, lr * min(done / warmup, 1).
+// NOTE: as in the official code, `done` counts the updates made before this
 // one, so the very first update has learning rate 0 (it still feeds Adam's
 // moment estimates).
+static double learning_rate(const TrainConfig *c, long done)
+{
+    return c->lr * (c->warmup > 0 && done < c->warmup ? (double)done / c->warmup : 1);
+}
+
+// Adam (Kingma & Ba), bias-corrected, then the EMA of the weights.
 static void adam_ema_update(Trainer *tr)
 {
     const TrainConfig *c = &tr->cfg;
     ParamSet *ps = &tr->net.params;
-    double lr = c->lr * (c->warmup > 0 && tr->step < c->warmup ? (double)tr->step / c->warmup : 1);
+    double lr = learning_rate(c, tr->step);
     double t = (double)tr->step + 1;
     real b1 = (real)c->adam_b1, b2 = (real)c->adam_b2, decay = (real)c->ema_decay;
     real c1 = (real)(1 / (1 - pow(c->adam_b1, t))), c2 = (real)(1 / (1 - pow(c->adam_b2, t)));
@@ -350,8 +356,8 @@ int train_run(Trainer *tr, const Dataset *data, Error *err)
     while ((c->steps <= 0 || tr->step < c->steps) && !stop_signal &&
            (c->minutes <= 0 || progress_now() - pr.start < 60 * c->minutes)) {
         if (trainer_step(tr, data, err) < 0) { rc = -1; break; }
-        double lr = c->lr * (c->warmup > 0 && tr->step - 1 < c->warmup ? (double)(tr->step - 1) / c->warmup : 1);
-        fprintf(log, "%ld,%.6f,%.4f,%.3g,%.2f\n", tr->step, tr->last_loss, tr->last_grad_norm, lr,
+        fprintf(log, "%ld,%.6f,%.4f,%.3g,%.2f\n", tr->step, tr->last_loss, tr->last_grad_norm,
+                learning_rate(c, tr->step - 1),
                 progress_now() - pr.start);
         snprintf(note, sizeof note, "step %ld  loss %.4f", tr->step, tr->last_loss);
         progress_update(&pr, tr->step - first, note);
