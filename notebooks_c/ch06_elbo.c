@@ -92,8 +92,9 @@ static int evaluate(Run *run, const Dataset *test)
     Rng rng;
     rng_seed(&rng, 1, 0);
     BpdResult r;
+    Model model = unet_model(&tr.net);
     fprintf(stderr, "== bits/dim of '%s' on %d test images (T = 1000 forward passes)\n", run->name, n);
-    if (calc_bpd_loop(&tr.df, &tr.net, x0, n, test->c, test->h, test->w, n, &rng, 1, &r, NULL,
+    if (calc_bpd_loop(&tr.df, &model, x0, n, test->c, test->h, test->w, n, &rng, 1, &r, NULL,
                       NULL, &err) < 0) {
         fprintf(stderr, "ch06: %s\n", err.msg);
         return -1;

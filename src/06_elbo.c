@@ -86,12 +86,8 @@ int diffusion_out_channels(const Diffusion *df, int image_channels)
 
 int diffusion_check_net(const Diffusion *df, const UNet *net, Error *err)
 {
-    int want = diffusion_out_channels(df, net->cfg.in_ch);
-    if (net->cfg.out_ch != want)
-        return error_set(err, "the network outputs %d channels for %d input channels; "
-                              "--var %s needs %d", net->cfg.out_ch, net->cfg.in_ch,
-                         var_type_name(df->var), want);
-    return 0;
+    Model m = unet_model(net);
+    return model_check(df, &m, net->cfg.in_ch, net->cfg.resolution, net->cfg.resolution, err);
 }
 
 // NOTE: fixed-large is log(append(beta~[1], beta[1:])) as in the official
@@ -658,22 +654,42 @@ void bpd_result_free(BpdResult *res)
     memset(res, 0, sizeof *res);
 }
 
-static int bpd_check(const Diffusion *df, const UNet *net, int N, int C, int H, int W,
+static Tensor *unet_model_forward(Tape *tp, const void *ctx, Tensor *xt, const int *t)
+{
+    return unet_forward(tp, ctx, xt, t, NULL, 0);
+}
+
+Model unet_model(const UNet *net)
+{
+    return (Model){unet_model_forward, net, net->cfg.in_ch, net->cfg.out_ch,
+                   net->cfg.resolution};
+}
+
+int model_check(const Diffusion *df, const Model *m, int C, int H, int W, Error *err)
+{
+    if (C != m->in_ch || H != m->resolution || W != m->resolution)
+        return error_set(err, "images are %dx%dx%d but the network takes %dx%dx%d", C, H, W,
+                         m->in_ch, m->resolution, m->resolution);
+    int want = diffusion_out_channels(df, C);
+    if (m->out_ch != want)
+        return error_set(err, "the network outputs %d channels for %d input channels; "
+                              "--var %s needs %d", m->out_ch, C, var_type_name(df->var), want);
+    return 0;
+}
+
+static int bpd_check(const Diffusion *df, const Model *m, int N, int C, int H, int W,
                      int batch, Error *err)
 {
     if (N <= 0 || batch <= 0)
         return error_set(err, "bits/dim needs at least one image and a batch size (got %d, %d)",
                          N, batch);
-    if (C != net->cfg.in_ch || H != net->cfg.resolution || W != net->cfg.resolution)
-        return error_set(err, "images are %dx%dx%d but the network takes %dx%dx%d", C, H, W,
-                         net->cfg.in_ch, net->cfg.resolution, net->cfg.resolution);
-    return diffusion_check_net(df, net, err);
+    return model_check(df, m, C, H, W, err);
 }
 
 // The term at code t `step` for images n0 .. n0+B-1, with the mean squared
 // error of their predicted x0. The caller resets the arena after each step,
 // so the images are copied in each time (B*D values, nothing next to a U-Net).
-static void bpd_step(const Diffusion *df, const UNet *net, const real *x0, int n0, int B,
+static void bpd_step(const Diffusion *df, const Model *m, const real *x0, int n0, int B,
                      int step, const int *shape, Rng *rng, int clip, BpdResult *res, Tape *tp)
 {
     int N = res->N;
@@ -685,7 +701,7 @@ static void bpd_step(const Diffusion *df, const UNet *net, const real *x0, int n
     int *t = arena_alloc(tp->arena, (size_t)B * sizeof(int));
     for (int n = 0; n < B; n++) t[n] = step;
     q_sample(xt->data, x->data, xt->data, t, B, D, df->sched);   // ... for every t (Eq. 4)
-    Tensor *out = unet_forward(tp, net, xt, t, NULL, 0);
+    Tensor *out = m->forward(tp, m->ctx, xt, t);
     Tensor *x0_pred;
     Tensor *vb = vb_terms_bpd(tp, df, out, x, xt, t, clip, &x0_pred);
     for (int n = 0; n < B; n++) {
@@ -699,12 +715,12 @@ static void bpd_step(const Diffusion *df, const UNet *net, const real *x0, int n
     }
 }
 
-int calc_bpd_loop(const Diffusion *df, const UNet *net, const real *x0, int N, int C, int H,
+int calc_bpd_loop(const Diffusion *df, const Model *m, const real *x0, int N, int C, int H,
                   int W, int batch, Rng *rng, int clip, BpdResult *res,
                   void (*progress)(void *ctx, long done, long total), void *ctx, Error *err)
 {
     memset(res, 0, sizeof *res);
-    if (bpd_check(df, net, N, C, H, W, batch, err)) return -1;
+    if (bpd_check(df, m, N, C, H, W, batch, err)) return -1;
     int T = df->sched->T, shape[4] = {N, C, H, W};
     size_t D = (size_t)C * H * W;
     res->N = N;
@@ -724,7 +740,7 @@ int calc_bpd_loop(const Diffusion *df, const UNet *net, const real *x0, int N, i
     for (int n0 = 0; n0 < N; n0 += batch) {
         int B = N - n0 < batch ? N - n0 : batch;
         for (int step = T - 1; step >= 0; step--) {
-            bpd_step(df, net, x0, n0, B, step, shape, rng, clip, res, &tp);
+            bpd_step(df, m, x0, n0, B, step, shape, rng, clip, res, &tp);
             arena_reset(&ar);
             if (progress) progress(ctx, (long)n0 * T + (long)B * (T - step), (long)N * T);
         }

@@ -92,6 +92,21 @@ Tensor *ag_clip(Tape *tp, Tensor *x, real lo, real hi);
 Tensor *ag_slice_channels(Tape *tp, Tensor *x, int c0, int nc);
 Tensor *ag_detach(Tape *tp, Tensor *x);   // same values, no gradient flows back
 
+/* ---- the model as the reverse process sees it ----------------------------- */
+
+// model_out = f(x_t, t), evaluated without gradients or dropout: the U-Net
+// (unet_model), or, in the tests of chapters 07 and 08, a denoiser whose
+// answer is known in closed form. in_ch/out_ch/resolution describe its shapes.
+typedef struct Model {
+    Tensor *(*forward)(Tape *tp, const void *ctx, Tensor *xt, const int *t);
+    const void *ctx;
+    int in_ch, out_ch, resolution;
+} Model;
+Model unet_model(const UNet *net);
+// -1 with a message unless images [C, H, W] fit the model and its output
+// channels fit df (2C for learned variance).
+int model_check(const Diffusion *df, const Model *m, int C, int H, int W, Error *err);
+
 /* ---- the reverse process and the bound ---------------------------------- */
 
 // The model's p(x_{t-1} | x_t) = N(mean, e^logvar) from the network output
@@ -141,7 +156,7 @@ typedef struct BpdResult {
 } BpdResult;
 // x0 [N, C, H, W] in [-1, 1]; batch images per network call; progress (may
 // be NULL) is told done/total in image-timesteps (total = N * T).
-int  calc_bpd_loop(const Diffusion *df, const UNet *net, const real *x0, int N, int C, int H,
+int  calc_bpd_loop(const Diffusion *df, const Model *m, const real *x0, int N, int C, int H,
                    int W, int batch, Rng *rng, int clip, BpdResult *res,
                    void (*progress)(void *ctx, long done, long total), void *ctx, Error *err);
 void bpd_result_free(BpdResult *res);

@@ -591,7 +591,8 @@ static int cmd_bpd(int argc, char **argv)
     Progress pr;
     progress_start(&pr, "bpd", 0, 0);
     BpdResult r;
-    rc = calc_bpd_loop(&df, &net, x0, f.n, data.c, data.h, data.w, f.batch, &rng, f.clip, &r,
+    Model model = unet_model(&net);
+    rc = calc_bpd_loop(&df, &model, x0, f.n, data.c, data.h, data.w, f.batch, &rng, f.clip, &r,
                        bpd_progress, &pr, &err);
     if (rc == 0) {
         progress_end(&pr, pr.total, NULL);

@@ -471,8 +471,9 @@ START_TEST(zero_net_bound_closed_form)
     rng_seed(&r, 6, 0);
     random_images(&r, x0, N * D, 0.3);
     BpdResult res;
+    Model model = unet_model(&net);
     Error err;
-    ck_assert_msg(calc_bpd_loop(&df, &net, x0, N, 1, 8, 8, 64, &r, 0, &res, NULL, NULL, &err) == 0,
+    ck_assert_msg(calc_bpd_loop(&df, &model, x0, N, 1, 8, 8, 64, &r, 0, &res, NULL, NULL, &err) == 0,
                   "%s", err.msg);
     double *expect = malloc(N * sizeof *expect), *v = malloc(N * sizeof *v);
     zero_net_expected(&s, &df, x0, N, D, expect, v);
@@ -533,7 +534,8 @@ START_TEST(zero_net_x0_bound_exact)
     x0[0] = (real)(-1 / 255.0);   // the two bins that straddle 0
     x0[1] = (real)(1 / 255.0);
     BpdResult res;
-    ck_assert_int_eq(calc_bpd_loop(&df, &net, x0, N, 1, 8, 8, 2, &r, 0, &res, NULL, NULL, NULL), 0);
+    Model model = unet_model(&net);
+    ck_assert_int_eq(calc_bpd_loop(&df, &model, x0, N, 1, 8, 8, 2, &r, 0, &res, NULL, NULL, NULL), 0);
     double abar = 1, abar_prev, ln2 = log(2.0), b0 = s.betas[0], b1 = s.betas[1];
     double sd0 = sqrt(b1 * b0 / (1 - (1 - b0) * (1 - b1)));   // sqrt(beta~_1)
     for (int t = 0; t < s.T; t++) {
@@ -570,15 +572,16 @@ START_TEST(bpd_loop_errors)
     mini_unet(&net, 1, 0.1, 1);
     real x0[64] = {0};
     BpdResult res;
+    Model model = unet_model(&net);
     Error err;
     Rng r;
     rng_seed(&r, 1, 0);
-    ck_assert_int_eq(calc_bpd_loop(&df, &net, x0, 1, 1, 8, 8, 1, &r, 1, &res, NULL, NULL, &err), -1);
+    ck_assert_int_eq(calc_bpd_loop(&df, &model, x0, 1, 1, 8, 8, 1, &r, 1, &res, NULL, NULL, &err), -1);
     ck_assert_ptr_nonnull(strstr(err.msg, "--var learned needs 2"));
     df.var = VAR_FIXED_LARGE;
-    ck_assert_int_eq(calc_bpd_loop(&df, &net, x0, 1, 3, 8, 8, 1, &r, 1, &res, NULL, NULL, &err), -1);
+    ck_assert_int_eq(calc_bpd_loop(&df, &model, x0, 1, 3, 8, 8, 1, &r, 1, &res, NULL, NULL, &err), -1);
     ck_assert_ptr_nonnull(strstr(err.msg, "network takes 1x8x8"));
-    ck_assert_int_eq(calc_bpd_loop(&df, &net, x0, 1, 1, 8, 8, 0, &r, 1, &res, NULL, NULL, &err), -1);
+    ck_assert_int_eq(calc_bpd_loop(&df, &model, x0, 1, 1, 8, 8, 0, &r, 1, &res, NULL, NULL, &err), -1);
     unet_free(&net);
     schedule_free(&s);
 }
