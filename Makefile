@@ -30,7 +30,7 @@ endif
 LIB_SRC := $(filter-out src/ddpm.c,$(wildcard src/*.c))
 TEST_SRC:= $(wildcard tests/test_*.c)
 SUITES  := $(patsubst tests/test_%.c,%,$(TEST_SRC))
-HELPERS := tests/check_main.c tests/gradcheck.c
+HELPERS := tests/check_main.c tests/gradcheck.c tests/gauss_model.c
 NOTEBOOKS := $(patsubst notebooks_c/%.c,%,$(wildcard notebooks_c/ch*.c))
 
 # Debian packages the project needs (make deps installs the missing ones).
@@ -38,7 +38,7 @@ DEPS = gcc make check pkg-config libopenblas-dev zlib1g-dev libpng-dev \
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
 .PHONY: all deps test run-tests book-check book-sync book bench data \
-        notebooks clean help debug
+        notebooks clean help debug model demo
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -111,6 +111,24 @@ chapter%: deps
 	  n=$$(basename $$d .dot); dot -Tpng -Gdpi=110 $$d -o figures/$$n.png && dot -Tsvg $$d -o figures/$$n.svg || exit 1; done
 	@echo "figures written:"; ls -1 figures/ch0$*_* 2>/dev/null | sed 's/^/  /'
 
+# ---- the trained model of chapters 07 and 08 and of the demo ---------------
+# CKPT=path uses that checkpoint. Otherwise the one `make demo` trains,
+# build/demo/ckpt.safetensors, which is trained first if it is not there yet
+# (the tiny U-Net, MINUTES minutes (15), on the default data set).
+DEMO := $(B)/demo
+CKPT ?= $(DEMO)/ckpt.safetensors
+export CKPT
+chapter7 chapter8: model
+
+# Make sure $(CKPT) exists: train the demo model when it is the one missing.
+model: $(B)/ddpm
+	@if [ -f "$(CKPT)" ]; then echo "model: $(CKPT)"; \
+	elif [ "$(CKPT)" != "$(DEMO)/ckpt.safetensors" ]; then \
+	  echo "CKPT=$(CKPT): no such file"; exit 1; \
+	else echo "no trained model yet: training the tiny U-Net for $${MINUTES:-15} minutes into $(DEMO)/"; \
+	  echo "(MINUTES=N to change the budget, CKPT=path to use another checkpoint; Ctrl-C stops early and keeps it)"; \
+	  mkdir -p $(DEMO) && $(B)/ddpm train --config tiny --minutes $${MINUTES:-15} --out $(DEMO); fi
+
 # Download CIFAR-10 into build/data (when this machine can reach it), else say how.
 data:
 	@sh tools/get_cifar10.sh build/data
@@ -143,10 +161,10 @@ $(B)/suites.h: $(TEST_SRC) Makefile
 	@mkdir -p $(@D)
 	@printf '%s\n' $(foreach s,$(SUITES),"SUITE(suite_$(s))") > $@
 
-$(B)/f32/run_tests: $(HELPERS) $(TEST_SRC) $(B)/suites.h $(B)/f32/libddpm.a tests/gradcheck.h
+$(B)/f32/run_tests: $(HELPERS) $(TEST_SRC) $(B)/suites.h $(B)/f32/libddpm.a tests/gradcheck.h tests/gauss_model.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(B) -Itests $(HELPERS) $(TEST_SRC) -o $@ \
 	  $(B)/f32/libddpm.a $(CHECK_LIBS) $(LDLIBS)
-$(B)/f64/run_tests: $(HELPERS) $(TEST_SRC) $(B)/suites.h $(B)/f64/libddpm.a tests/gradcheck.h
+$(B)/f64/run_tests: $(HELPERS) $(TEST_SRC) $(B)/suites.h $(B)/f64/libddpm.a tests/gradcheck.h tests/gauss_model.h
 	$(CC) $(CFLAGS) -DDDPM_DOUBLE $(CHECK_CFLAGS) -I$(B) -Itests $(HELPERS) $(TEST_SRC) -o $@ \
 	  $(B)/f64/libddpm.a $(CHECK_LIBS) $(LDLIBS)
 
