@@ -127,7 +127,7 @@ model: $(B)/ddpm
 	  echo "CKPT=$(CKPT): no such file"; exit 1; \
 	else echo "no trained model yet: training the tiny U-Net for $${MINUTES:-15} minutes into $(DEMO)/"; \
 	  echo "(MINUTES=N to change the budget, CKPT=path to use another checkpoint; Ctrl-C stops early and keeps it)"; \
-	  mkdir -p $(DEMO) && $(B)/ddpm train --config tiny --minutes $${MINUTES:-15} --out $(DEMO); fi
+	  mkdir -p $(DEMO) && $(B)/ddpm train --config tiny --minutes $${MINUTES:-15} --ema 0.995 --out $(DEMO); fi
 
 # Download CIFAR-10 into build/data (when this machine can reach it), else say how.
 data:

@@ -17,6 +17,7 @@
 #include "checkpoint.h"
 #include "npy.h"
 #include "progress.h"
+#include "08_sampler.h"
 #include "train.h"
 
 #define DDPM_VERSION "0.1.0"
@@ -34,9 +35,11 @@ static int cmd_init(int argc, char **argv);
 static int cmd_forward(int argc, char **argv);
 static int cmd_train(int argc, char **argv);
 static int cmd_bpd(int argc, char **argv);
+static int cmd_sample(int argc, char **argv);
 
 static const Command commands[] = {
     {"train",   "train a model (Algorithm 1): L_simple, the true bound, or hybrid", cmd_train},
+    {"sample",  "generate images (Algorithm 2): a PNG grid and an .npy", cmd_sample},
     {"bpd",     "the variational bound in bits/dim on test images", cmd_bpd},
     {"init",    "write a freshly initialised U-Net to a checkpoint", cmd_init},
     {"forward", "run the U-Net once: eps_theta(x, t) from .npy files", cmd_forward},
@@ -622,6 +625,173 @@ static int cmd_bpd(int argc, char **argv)
     unet_free(&net);
     schedule_free(&s);
     return rc < 0 ? fail("bpd", &err) : 0;
+}
+
+/* ---- ddpm sample --------------------------------------------------------------- */
+
+typedef struct SampleFlags {
+    const char *ckpt, *out, *var, *progressive;
+    int n, batch, clip, ema, cols, every, bad;
+    unsigned long long seed;
+} SampleFlags;
+
+static int take_sample(void *ctx, const char *flag, const char *v)
+{
+    SampleFlags *f = ctx;
+    double x = 0;
+    int bad = 0;
+    if (!strcmp(flag, "ckpt")) f->ckpt = v;
+    else if (!strcmp(flag, "out")) f->out = v;
+    else if (!strcmp(flag, "var")) f->var = v;
+    else if (!strcmp(flag, "progressive")) f->progressive = v;
+    else if (!strcmp(flag, "n")) { bad = num(v, 1, 1e5, &x); f->n = (int)x; }
+    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); f->batch = (int)x; }
+    else if (!strcmp(flag, "clip")) { bad = num(v, 0, 1, &x); f->clip = (int)x; }
+    else if (!strcmp(flag, "ema")) { bad = num(v, 0, 1, &x); f->ema = (int)x; }
+    else if (!strcmp(flag, "cols")) { bad = num(v, 1, 1000, &x); f->cols = (int)x; }
+    else if (!strcmp(flag, "every")) { bad = num(v, 1, 1e6, &x); f->every = (int)x; }
+    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); f->seed = (unsigned long long)x; }
+    else return 0;
+    if (bad) {
+        fprintf(stderr, "ddpm sample: bad value '%s' for --%s\n", v, flag);
+        f->bad = 1;
+    }
+    return 1;
+}
+
+#define SAMPLE_USAGE \
+    "usage: ddpm sample --ckpt M [--n N] [--out FILE.png] [--seed S] [--ema 0|1]\n" \
+    "                   [--clip 0|1] [--var fixedlarge|fixedsmall] [--batch B]\n" \
+    "                   [--cols C] [--progressive FILE.png] [--every K]\n\n" \
+    "Generate N images (64) with Algorithm 2: x_T ~ N(0, I), then T steps of the\n" \
+    "learned reverse process. Writes a PNG grid (samples.png) and the images as\n" \
+    "an .npy next to it ([N, C, H, W] float32 in [-1, 1]). Image i depends only on\n" \
+    "--seed and i, so --n 16 gives the first 16 of --n 64.\n\n" \
+    "  --ema 0|1          the EMA weights when the checkpoint has them (1)\n" \
+    "  --clip 0|1         clip x0_hat to [-1, 1] before the posterior mean, as the\n" \
+    "                     official code does (1); 0 is the paper's Algorithm 2 as printed\n" \
+    "  --var V            sigma_t^2 = beta_t (fixedlarge) or beta~_t (fixedsmall);\n" \
+    "                     default: what the model was trained with\n" \
+    "  --progressive F    also write x0_hat (Eq. 15) every K steps of the first\n" \
+    "                     8 images to F, one row per image (Figure 6)\n" \
+    "  --every K          steps between those snapshots (100)\n" \
+    "  --batch B          images per network call (32); --cols C grid columns\n"
+
+static void sample_progress(void *ctx, long done, long total)
+{
+    Progress *p = ctx;
+    p->total = total;
+    progress_update(p, done, NULL);
+}
+
+// FILE.png -> FILE.npy (or FILE + .npy).
+static void npy_path(const char *png, char *out, size_t len)
+{
+    size_t n = strlen(png);
+    if (n > 4 && !strcmp(png + n - 4, ".png")) n -= 4;
+    snprintf(out, len, "%.*s.npy", (int)n, png);
+}
+
+// Snapshots [S, N, ...] of the first P images, reordered into rows (one per image).
+static int write_progressive(const char *path, const real *snaps, int S, int N, int P,
+                             int C, int H, int W, Error *err)
+{
+    size_t D = (size_t)C * H * W;
+    real *grid = malloc(sizeof(real) * (size_t)S * P * D);
+    DDPM_CHECK(grid, "out of memory for the progressive grid");
+    for (int p = 0; p < P; p++)
+        for (int s = 0; s < S; s++)
+            vec_copy(grid + ((size_t)p * S + s) * D, snaps + ((size_t)s * N + p) * D, D);
+    int rc = image_write_grid(path, grid, S * P, C, H, W, S, err);
+    free(grid);
+    return rc;
+}
+
+// The share of the initial random weights still in the EMA: decay^steps
+// (the official EMA starts from the initial weights). 0 if unknown.
+static double ema_init_share(const char *path)
+{
+    StFile f;
+    if (st_open(path, &f, NULL) < 0) return 0;
+    const char *d = st_meta(&f, "train.ema_decay"), *n = st_meta(&f, "train.step");
+    double share = d && n ? pow(atof(d), atof(n)) : 0;
+    st_close(&f);
+    return share;
+}
+
+static int cmd_sample(int argc, char **argv)
+{
+    SampleFlags f = {.out = "samples.png", .n = 64, .batch = 32, .clip = 1, .ema = 1,
+                     .every = 100};
+    int rc = parse_flags(argc, argv, "sample", SAMPLE_USAGE, take_sample, &f);
+    if (rc || f.bad) return rc == 1 ? 0 : 2;
+    if (!f.ckpt) { fprintf(stderr, "ddpm sample: --ckpt is required\n"); return 2; }
+    Error err;
+    UNet net;
+    Schedule s = {0};
+    Diffusion df;
+    int ema_ok = 0;
+    if (ckpt_diffusion(f.ckpt, &s, &df, &ema_ok, &err) < 0) return fail("sample", &err);
+    if (f.var) {
+        if (df.var == VAR_LEARNED || (strcmp(f.var, "fixedlarge") && strcmp(f.var, "fixedsmall"))) {
+            fprintf(stderr, "ddpm sample: --var %s: %s\n", f.var, df.var == VAR_LEARNED
+                    ? "the model learned its variance" : "want fixedlarge or fixedsmall");
+            schedule_free(&s);
+            return 2;
+        }
+        df.var = strcmp(f.var, "fixedlarge") ? VAR_FIXED_SMALL : VAR_FIXED_LARGE;
+    }
+    if (ckpt_load(f.ckpt, &net, NULL, 0, &err) < 0) { schedule_free(&s); return fail("sample", &err); }
+    if (f.ema && ema_ok && load_ema(f.ckpt, &net.params, &err) < 0) {
+        unet_free(&net);
+        schedule_free(&s);
+        return fail("sample", &err);
+    }
+    double share = f.ema && ema_ok ? ema_init_share(f.ckpt) : 0;
+    if (share > 0.01)
+        fprintf(stderr, "warning: %.0f%% of these EMA weights are still the random initial ones "
+                        "(decay^steps); expect noisy samples: train longer, use a smaller --ema "
+                        "in training, or sample with --ema 0\n", 100 * share);
+    int C = net.cfg.in_ch, R = net.cfg.resolution, P = f.n < 8 ? f.n : 8;
+    size_t D = (size_t)C * R * R;
+    fprintf(stderr, "sample: %d images of %dx%dx%d, T = %d steps, %s weights, sigma^2 = %s, "
+                    "x0_hat %sclipped, seed %llu\n", f.n, C, R, R, s.T, f.ema && ema_ok ? "EMA" : "raw",
+            df.var == VAR_FIXED_LARGE ? "beta" : df.var == VAR_FIXED_SMALL ? "beta~" : "learned",
+            f.clip ? "" : "not ", f.seed);
+    Model model = unet_model(&net);
+    Progress pr;
+    progress_start(&pr, "sample", 0, 0);
+    Sampler sm = {.df = &df, .model = &model, .clip = f.clip, .batch = f.batch,
+                  .progress = sample_progress, .progress_ctx = &pr};
+    real *x = malloc(sizeof(real) * (size_t)f.n * D), *snaps = NULL;
+    int S = sample_n_snapshots(s.T, f.every), ts[S];
+    if (f.progressive) {
+        snaps = malloc(sizeof(real) * (size_t)S * f.n * D);
+        DDPM_CHECK(snaps, "out of memory for %d snapshots of %d images", S, f.n);
+    }
+    DDPM_CHECK(x, "out of memory for %d images", f.n);
+    rc = f.progressive ? sample_progressive(&sm, x, snaps, ts, f.n, C, R, R, f.seed, f.every, &err)
+                       : sample_images(&sm, x, f.n, C, R, R, f.seed, 0, &err);
+    if (rc == 0) {
+        progress_end(&pr, pr.total, NULL);
+        char npy[4096];
+        npy_path(f.out, npy, sizeof npy);
+        int shape[4] = {f.n, C, R, R};
+        int cols = f.cols ? f.cols : (int)ceil(sqrt((double)f.n));   // square by default
+        rc = image_write_grid(f.out, x, f.n, C, R, R, cols, &err);
+        if (rc == 0) rc = npy_write(npy, x, 4, shape, &err);
+        if (rc == 0) printf("wrote %s (grid of %d) and %s\n", f.out, f.n, npy);
+        if (rc == 0 && f.progressive) {
+            rc = write_progressive(f.progressive, snaps, S, f.n, P, C, R, R, &err);
+            if (rc == 0) printf("wrote %s (x0_hat at t = %d, %d, ..., %d; one row per image)\n",
+                                f.progressive, ts[0] + 1, ts[1] + 1, ts[S - 1] + 1);
+        }
+    }
+    free(snaps);
+    free(x);
+    unet_free(&net);
+    schedule_free(&s);
+    return rc < 0 ? fail("sample", &err) : 0;
 }
 
 /* ---- ddpm version ---------------------------------------------------------- */
