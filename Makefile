@@ -129,6 +129,22 @@ model: $(B)/ddpm
 	  echo "(MINUTES=N to change the budget, CKPT=path to use another checkpoint; Ctrl-C stops early and keeps it)"; \
 	  mkdir -p $(DEMO) && $(B)/ddpm train --config tiny --minutes $${MINUTES:-15} --ema 0.995 --out $(DEMO); fi
 
+# The main job: train the tiny model (MINUTES, default 15, on the default data:
+# CIFAR-10 if present, else Fashion-MNIST), sample a grid, draw chapter 7's
+# curves. About 25 minutes on two cores; a second run reuses the model.
+demo: deps model
+	@echo "== sampling 36 images (Algorithm 2, T = 1000 steps; about 4 minutes)"
+	@$(B)/ddpm sample --ckpt $(CKPT) --n 36 --seed 1 --out figures/demo_samples.png \
+	  --progressive figures/demo_progressive.png
+	@echo "== the rate-distortion curves of chapter 7"
+	@$(MAKE) --no-print-directory chapter7
+	@echo; echo "== make demo: outputs"; \
+	echo "  model          $(CKPT)  (log: $(dir $(CKPT))log.csv)"; \
+	echo "  samples        figures/demo_samples.png (+ .npy)"; \
+	echo "  x0-hat by step figures/demo_progressive.png"; \
+	echo "  Figure 5       figures/ch07_*.png, table figures/data/ch07_table.txt"; \
+	echo "  next: make chapter8 (more pictures of sampling), make book (the book as HTML)"
+
 # Download CIFAR-10 into build/data (when this machine can reach it), else say how.
 data:
 	@sh tools/get_cifar10.sh build/data

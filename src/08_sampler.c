@@ -18,7 +18,6 @@
 #include <string.h>
 #include <tgmath.h>
 
-// >>> p_sample
 void p_sample(Tape *tp, const Sampler *s, real *x, int N, int C, int H, int W, int t,
               Rng *rngs, real *x0_hat)
 {
@@ -44,7 +43,6 @@ void p_sample(Tape *tp, const Sampler *s, real *x, int N, int C, int H, int W, i
     }
     if (x0_hat) vec_copy(x0_hat, p.x0->data, (size_t)N * D);
 }
-// <<< p_sample
 
 int p_sample_loop(const Sampler *s, real *x, int N, int C, int H, int W, int t_from,
                   int t_to, Rng *rngs, Error *err)
@@ -81,7 +79,6 @@ int p_sample_loop(const Sampler *s, real *x, int N, int C, int H, int W, int t_f
     return 0;
 }
 
-// >>> sample_images
 int sample_images(const Sampler *s, real *out, int N, int C, int H, int W, uint64_t seed,
                   uint64_t first, Error *err)
 {
@@ -96,7 +93,6 @@ int sample_images(const Sampler *s, real *out, int N, int C, int H, int W, uint6
     free(rngs);
     return rc;
 }
-// <<< sample_images
 
 int sample_n_snapshots(int T, int every)
 {
@@ -135,7 +131,6 @@ static void keep_x0(void *ctx, int t, const real *x, const real *x0_hat, int N)
     if (t == k->t && k->dst) vec_copy(k->dst, x0_hat, k->D);
 }
 
-// >>> sample_shared_latent
 int sample_shared_latent(const Sampler *s, real *out, real *xt, real *x0_hat, int K, int C,
                          int H, int W, int t, uint64_t seed, Error *err)
 {
@@ -166,9 +161,7 @@ int sample_shared_latent(const Sampler *s, real *out, real *xt, real *x0_hat, in
     free(x);
     return rc;
 }
-// <<< sample_shared_latent
 
-// >>> sample_interpolate
 int sample_interpolate(const Sampler *s, real *out, const real *a, const real *b, int C,
                        int H, int W, int t, const double *lambda, int L, uint64_t seed,
                        Error *err)
@@ -198,4 +191,3 @@ int sample_interpolate(const Sampler *s, real *out, const real *a, const real *b
     free(xa);
     return rc;
 }
-// <<< sample_interpolate
