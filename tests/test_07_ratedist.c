@@ -221,6 +221,8 @@ START_TEST(distortion_from_pure_noise)
     double ss = 0;
     for (int i = 0; i < GN * GD; i++) ss += ((double)g.x0[i] - 0.1) * ((double)g.x0[i] - 0.1);
     double want = 127.5 * sqrt(ss / (GN * GD));
+    fprintf(stderr, "Gaussian model: distortion(1) %.4f, 127.5 RMS(x0 - m) %.4f, "
+            "distortion(T) %.4f\n", rd.dist[0], want, rd.dist[rd.T - 1]);
     NEAR(rd.dist[0], want, 0.01 * want);
     ck_assert_msg(rd.dist[rd.T - 1] < 0.1 * want, "distortion(T) = %g", rd.dist[rd.T - 1]);
     rd_free(&rd);
