@@ -588,6 +588,21 @@ static int eval_open(const BpdFlags *f, EvalSet *e)
     return 0;
 }
 
+// The bound's terms for every image and t (calc_bpd_loop), with a progress
+// line: all that ddpm bpd and ddpm rd compute.
+static int eval_bound(const BpdFlags *f, const EvalSet *e, BpdResult *r, Error *err)
+{
+    Rng rng;
+    rng_seed(&rng, f->seed, 0);
+    Progress pr;
+    progress_start(&pr, f->cmd, 0, 0);
+    Model model = unet_model(&e->net);
+    int rc = calc_bpd_loop(&e->df, &model, e->x0, e->n, e->data.c, e->data.h, e->data.w,
+                           f->batch, &rng, f->clip, r, bpd_progress, &pr, err);
+    if (rc == 0) progress_end(&pr, pr.total, NULL);
+    return rc;
+}
+
 static int cmd_bpd(int argc, char **argv)
 {
     BpdFlags f = {.cmd = "bpd", .n = 100, .batch = 50, .clip = 1, .ema = 1};
@@ -606,16 +621,9 @@ static int cmd_bpd(int argc, char **argv)
     EvalSet e;
     if (eval_open(&f, &e)) return 1;
     Error err;
-    Rng rng;
-    rng_seed(&rng, f.seed, 0);
-    Progress pr;
-    progress_start(&pr, "bpd", 0, 0);
     BpdResult r;
-    Model model = unet_model(&e.net);
-    rc = calc_bpd_loop(&e.df, &model, e.x0, e.n, e.data.c, e.data.h, e.data.w, f.batch, &rng,
-                       f.clip, &r, bpd_progress, &pr, &err);
+    rc = eval_bound(&f, &e, &r, &err);
     if (rc == 0) {
-        progress_end(&pr, pr.total, NULL);
         int n = e.n;
         double *col = malloc(sizeof(double) * (size_t)n), m, se;
         printf("# %s, %d test images, %s\n", f.ckpt, n, e.data.name);
@@ -661,16 +669,12 @@ static int cmd_rd(int argc, char **argv)
     EvalSet e;
     if (eval_open(&f, &e)) return 1;
     Error err;
-    Rng rng;
-    rng_seed(&rng, f.seed, 0);
-    Progress pr;
-    progress_start(&pr, "rd", 0, 0);
-    RDCurve rd;
-    Model model = unet_model(&e.net);
-    rc = rate_distortion(&e.df, &model, e.x0, e.n, e.data.c, e.data.h, e.data.w, f.batch, &rng,
-                         f.clip, &rd, bpd_progress, &pr, &err);
+    BpdResult r;
+    rc = eval_bound(&f, &e, &r, &err);
     if (rc == 0) {
-        progress_end(&pr, pr.total, NULL);
+        RDCurve rd;
+        rd_from_bpd(&rd, &r);   // what rate_distortion does
+        bpd_result_free(&r);
         printf("# %s, %d test images, %s; paper: CIFAR-10, 35.7M params\n", f.ckpt, e.n,
                e.data.name);
         rd_print_summary(stdout, &rd);

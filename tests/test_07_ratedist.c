@@ -142,14 +142,23 @@ static void gauss_setup(GaussRun *g, double m, double s2, const char *var)
     gauss_images(g->x0, m, s2, 7);
 }
 
-static void gauss_rd(GaussRun *g, uint64_t seed, RDCurve *rd)
+// The curve of the model's images (batches of 16, x0_pred clipped).
+static void gauss_curve(GaussRun *g, double m, double s2, const char *var, uint64_t seed,
+                        RDCurve *rd)
 {
+    gauss_setup(g, m, s2, var);
     Model model = gauss_model(&g->g);
     Rng rng;
     rng_seed(&rng, seed, 0);
     Error err;
     ck_assert_msg(rate_distortion(&g->df, &model, g->x0, GN, 1, 8, 8, 16, &rng, 1, rd, NULL,
                                   NULL, &err) == 0, "%s", err.msg);
+}
+
+static void gauss_done(GaussRun *g, RDCurve *rd)
+{
+    rd_free(rd);
+    schedule_free(&g->s);
 }
 
 // Rate starts at L_T (computed here by prior_bpd, independently of the
@@ -159,9 +168,8 @@ static void gauss_rd(GaussRun *g, uint64_t seed, RDCurve *rd)
 START_TEST(rate_starts_at_prior_and_grows)
 {
     static GaussRun g;
-    gauss_setup(&g, 0.1, 0.0625, "fixedlarge");
     RDCurve rd;
-    gauss_rd(&g, 3, &rd);
+    gauss_curve(&g, 0.1, 0.0625, "fixedlarge", 3, &rd);
     real prior[GN];
     prior_bpd(prior, g.x0, GN, GD, &g.s);
     double want = 0;
@@ -172,8 +180,7 @@ START_TEST(rate_starts_at_prior_and_grows)
         ck_assert_msg(rd.rate[k] >= rd.rate[k - 1] - TERM_ROUND, "rate falls at k = %d: %g < %g", k + 1,
                       rd.rate[k], rd.rate[k - 1]);
     ck_assert(rd.rate[rd.T - 1] > 100 * rd.rate[0]);   // the terms do add something
-    rd_free(&rd);
-    schedule_free(&g.s);
+    gauss_done(&g, &rd);
 }
 END_TEST
 
@@ -183,9 +190,8 @@ END_TEST
 START_TEST(final_rate_plus_decoder_is_bpd_total)
 {
     static GaussRun g;
-    gauss_setup(&g, 0.1, 0.0625, "fixedlarge");
     RDCurve rd;
-    gauss_rd(&g, 11, &rd);
+    gauss_curve(&g, 0.1, 0.0625, "fixedlarge", 11, &rd);
     Model model = gauss_model(&g.g);
     Rng rng;
     rng_seed(&rng, 11, 0);
@@ -201,8 +207,7 @@ START_TEST(final_rate_plus_decoder_is_bpd_total)
     NEAR(rd.decoder, decoder, 1e-12 * decoder);
     NEAR(rd.rate[rd.T - 1] + rd.decoder, total, 1e-10 * total);
     bpd_result_free(&r);
-    rd_free(&rd);
-    schedule_free(&g.s);
+    gauss_done(&g, &rd);
 }
 END_TEST
 
@@ -215,9 +220,8 @@ END_TEST
 START_TEST(distortion_from_pure_noise)
 {
     static GaussRun g;
-    gauss_setup(&g, 0.1, 0.0625, "fixedlarge");
     RDCurve rd;
-    gauss_rd(&g, 5, &rd);
+    gauss_curve(&g, 0.1, 0.0625, "fixedlarge", 5, &rd);
     double ss = 0;
     for (int i = 0; i < GN * GD; i++) ss += ((double)g.x0[i] - 0.1) * ((double)g.x0[i] - 0.1);
     double want = 127.5 * sqrt(ss / (GN * GD));
@@ -225,8 +229,7 @@ START_TEST(distortion_from_pure_noise)
             "distortion(T) %.4f\n", rd.dist[0], want, rd.dist[rd.T - 1]);
     NEAR(rd.dist[0], want, 0.01 * want);
     ck_assert_msg(rd.dist[rd.T - 1] < 0.1 * want, "distortion(T) = %g", rd.dist[rd.T - 1]);
-    rd_free(&rd);
-    schedule_free(&g.s);
+    gauss_done(&g, &rd);
 }
 END_TEST
 
@@ -240,22 +243,21 @@ END_TEST
 START_TEST(distortion_is_posterior_sd)
 {
     static GaussRun g;
-    gauss_setup(&g, 0.1, 0.0625, "fixedlarge");
     RDCurve rd;
-    gauss_rd(&g, 9, &rd);
+    gauss_curve(&g, 0.1, 0.0625, "fixedlarge", 9, &rd);
     int ks[] = {1, 300, 500, 700, 900, 990, 998, 999, 1000};
+    double rel_sd = 0.5 * sqrt(2.0 / (GN * GD));   // of the RMSE, relative
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         int k = ks[i], t = rd.T - k;
         double ab = g.s.alphas_cumprod[t], s2 = g.g.s2;
         double want = 127.5 * sqrt(s2 * (1 - ab) / (ab * s2 + 1 - ab));
-        double tol = 4 * 0.5 * sqrt(2.0 / (GN * GD)) * want;
-        ck_assert_msg(fabs(rd.dist[k - 1] - want) < tol, "k = %d: distortion %g, want %g +- %g",
-                      k, rd.dist[k - 1], want, tol);
-        ck_assert_msg(fabs(rd.dist_se[k - 1] / want - 0.5 * sqrt(2.0 / (GN * GD))) < 0.4 *
-                      0.5 * sqrt(2.0 / (GN * GD)), "k = %d: standard error %g", k, rd.dist_se[k - 1]);
+        ck_assert_msg(fabs(rd.dist[k - 1] - want) < 4 * rel_sd * want,
+                      "k = %d: distortion %g, want %g", k, rd.dist[k - 1], want);
+        ck_assert_msg(fabs(rd.dist_se[k - 1] / want - rel_sd) < 0.4 * rel_sd,
+                      "k = %d: standard error %g, want about %g", k, rd.dist_se[k - 1],
+                      rel_sd * want);
     }
-    rd_free(&rd);
-    schedule_free(&g.s);
+    gauss_done(&g, &rd);
 }
 END_TEST
 
@@ -267,16 +269,14 @@ END_TEST
 START_TEST(point_data_costs_only_prior_and_decoder)
 {
     static GaussRun g;
-    gauss_setup(&g, 0.2, 0, "fixedsmall");
     RDCurve rd;
-    gauss_rd(&g, 13, &rd);
+    gauss_curve(&g, 0.2, 0, "fixedsmall", 13, &rd);
     NEAR(g.x0[0], 0.2, 1e-7);
     NEAR(rd.dist[rd.T - 1], 0, 127.5 * ROUND * 1e-2);
     NEAR(rd.rate[rd.T - 1], rd.prior, ROUND);
     ck_assert_msg(rd.decoder > 0.5, "decoder %g bits/dim", rd.decoder);
     NEAR(rd.rate[rd.T - 1] + rd.decoder, rd.total, 1e-10 * rd.total);
-    rd_free(&rd);
-    schedule_free(&g.s);
+    gauss_done(&g, &rd);
 }
 END_TEST
 
@@ -296,8 +296,7 @@ START_TEST(rate_distortion_errors)
     ck_assert_int_eq(rate_distortion(&g.df, &model, g.x0, GN, 3, 8, 8, 4, &rng, 1, &rd, NULL,
                                      NULL, &err), -1);
     ck_assert_ptr_null(rd.rate);
-    rd_free(&rd);
-    schedule_free(&g.s);
+    gauss_done(&g, &rd);
 }
 END_TEST
 
