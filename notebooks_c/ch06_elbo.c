@@ -14,11 +14,11 @@
  * DDPM_DATA picks the data set (make chapter6 DATA=...), default as ddpm train;
  * EVAL_N the number of test images the bound is measured on (32).
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "07_ratedist.h"   // rd_mean_se
 #include "train.h"
 
 static int EVAL_IMAGES = 32;   // EVAL_N in the environment changes it (e.g. for a quick try)
@@ -28,15 +28,6 @@ typedef struct Run {
     char dir[128];
     double total, total_se, prior, terms, decoder;
 } Run;
-
-static void mean_se(const double *x, int n, double *m, double *se)
-{
-    double s = 0, s2 = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    *m = s / n;
-    for (int i = 0; i < n; i++) s2 += (x[i] - *m) * (x[i] - *m);
-    *se = n > 1 ? sqrt(s2 / (n - 1) / n) : 0;
-}
 
 static int train_one(Run *run, const Dataset *train, double minutes)
 {
@@ -100,10 +91,10 @@ static int evaluate(Run *run, const Dataset *test)
         return -1;
     }
     double *col = malloc(sizeof(double) * n), se;
-    mean_se(r.total, n, &run->total, &run->total_se);
-    mean_se(r.prior, n, &run->prior, &se);
+    rd_mean_se(r.total, n, &run->total, &run->total_se);
+    rd_mean_se(r.prior, n, &run->prior, &se);
     for (int i = 0; i < n; i++) col[i] = r.terms[i];
-    mean_se(col, n, &run->decoder, &se);
+    rd_mean_se(col, n, &run->decoder, &se);
     run->terms = run->total - run->prior - run->decoder;
     snprintf(path, sizeof path, "figures/data/ch06_terms_%s.dat", run->name);
     FILE *f = fopen(path, "w");
@@ -111,7 +102,7 @@ static int evaluate(Run *run, const Dataset *test)
     for (int t = 0; t < r.T; t++) {
         for (int i = 0; i < n; i++) col[i] = r.terms[(size_t)t * n + i];
         double m;
-        mean_se(col, n, &m, &se);
+        rd_mean_se(col, n, &m, &se);
         fprintf(f, "%d %.8g\n", t + 1, m);
     }
     fclose(f);

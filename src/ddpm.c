@@ -17,6 +17,7 @@
 #include "checkpoint.h"
 #include "npy.h"
 #include "progress.h"
+#include "07_ratedist.h"
 #include "08_sampler.h"
 #include "train.h"
 
@@ -35,12 +36,14 @@ static int cmd_init(int argc, char **argv);
 static int cmd_forward(int argc, char **argv);
 static int cmd_train(int argc, char **argv);
 static int cmd_bpd(int argc, char **argv);
+static int cmd_rd(int argc, char **argv);
 static int cmd_sample(int argc, char **argv);
 
 static const Command commands[] = {
     {"train",   "train a model (Algorithm 1): L_simple, the true bound, or hybrid", cmd_train},
     {"sample",  "generate images (Algorithm 2): a PNG grid and an .npy", cmd_sample},
     {"bpd",     "the variational bound in bits/dim on test images", cmd_bpd},
+    {"rd",      "rate and distortion of progressive coding (Alg. 3-4, Figure 5)", cmd_rd},
     {"init",    "write a freshly initialised U-Net to a checkpoint", cmd_init},
     {"forward", "run the U-Net once: eps_theta(x, t) from .npy files", cmd_forward},
     {"params",  "print the parameter count per block and in total", cmd_params},
@@ -463,8 +466,8 @@ static int cmd_train(int argc, char **argv)
 
 /* ---- ddpm bpd ------------------------------------------------------------------ */
 
-typedef struct BpdFlags {
-    const char *ckpt, *data, *csv;
+typedef struct BpdFlags {   // ddpm bpd and ddpm rd
+    const char *cmd, *ckpt, *data, *csv;
     int n, batch, clip, ema, bad;
     unsigned long long seed;
 } BpdFlags;
@@ -484,7 +487,7 @@ static int take_bpd(void *ctx, const char *flag, const char *v)
     else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); f->seed = (unsigned long long)x; }
     else return 0;
     if (bad) {
-        fprintf(stderr, "ddpm bpd: bad value '%s' for --%s\n", v, flag);
+        fprintf(stderr, "ddpm %s: bad value '%s' for --%s\n", f->cmd, v, flag);
         f->bad = 1;
     }
     return 1;
@@ -497,30 +500,20 @@ static void bpd_progress(void *ctx, long done, long total)
     progress_update(p, done, NULL);
 }
 
-// Mean and standard error of the mean of x[0..n).
-static void mean_se(const double *x, int n, double *mean, double *se)
-{
-    double s = 0, s2 = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    *mean = s / n;
-    for (int i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
-    *se = n > 1 ? sqrt(s2 / (n - 1) / n) : 0;
-}
-
 static int write_bpd_csv(const char *path, const BpdResult *r, Error *err)
 {
     FILE *f = fopen(path, "w");
     if (!f) return error_set(err, "%s: cannot write (%s)", path, strerror(errno));
     double m, se, *col = malloc(sizeof(double) * (size_t)r->N);
-    mean_se(r->prior, r->N, &m, &se);
+    rd_mean_se(r->prior, r->N, &m, &se);
     fprintf(f, "# prior_bpd=%.8f prior_se=%.8f images=%d\n", m, se, r->N);
     fprintf(f, "t,term_bpd,term_se,mse_x0\n");
     for (int t = 0; t < r->T; t++) {
         double mm, ms;
         for (int n = 0; n < r->N; n++) col[n] = r->terms[(size_t)t * r->N + n];
-        mean_se(col, r->N, &m, &se);
+        rd_mean_se(col, r->N, &m, &se);
         for (int n = 0; n < r->N; n++) col[n] = r->mse[(size_t)t * r->N + n];
-        mean_se(col, r->N, &mm, &ms);
+        rd_mean_se(col, r->N, &mm, &ms);
         fprintf(f, "%d,%.8f,%.8f,%.8f\n", t, m, se, mm);
     }
     free(col);
@@ -553,9 +546,70 @@ static int load_ema(const char *path, ParamSet *ps, Error *err)
     return rc;
 }
 
+// What ddpm bpd and ddpm rd evaluate: the checkpoint's network (its EMA
+// weights unless --ema 0), its diffusion, and the first n test images.
+typedef struct EvalSet {
+    UNet net;
+    Schedule s;
+    Diffusion df;
+    Dataset data;
+    real *x0;   // [n, c, h, w]
+    int n, ema;
+} EvalSet;
+
+static void eval_close(EvalSet *e)
+{
+    free(e->x0);
+    data_free(&e->data);
+    unet_free(&e->net);
+    schedule_free(&e->s);
+}
+
+static int eval_open(const BpdFlags *f, EvalSet *e)
+{
+    Error err;
+    int ema_ok = 0;
+    memset(e, 0, sizeof *e);
+    if (ckpt_diffusion(f->ckpt, &e->s, &e->df, &ema_ok, &err) < 0 ||
+        ckpt_load(f->ckpt, &e->net, NULL, 0, &err) < 0) {
+        eval_close(e);
+        return fail(f->cmd, &err);
+    }
+    e->ema = f->ema && ema_ok;
+    if (e->ema && load_ema(f->ckpt, &e->net.params, &err) < 0) {
+        eval_close(e);
+        return fail(f->cmd, &err);
+    }
+    if (load_data(f->cmd, f->data, 0, &e->data)) { eval_close(e); return 1; }
+    e->n = f->n < e->data.n ? f->n : e->data.n;
+    e->x0 = malloc(sizeof(real) * (size_t)e->n * e->data.c * e->data.h * e->data.w);
+    int *idx = malloc(sizeof(int) * (size_t)e->n);
+    for (int i = 0; i < e->n; i++) idx[i] = i;
+    data_batch(&e->data, e->x0, idx, e->n, NULL);
+    free(idx);
+    fprintf(stderr, "%s: %d images, T = %d, %s weights, x0_pred %sclipped\n", f->cmd, e->n,
+            e->s.T, e->ema ? "EMA" : "raw", f->clip ? "" : "not ");
+    return 0;
+}
+
+// The bound's terms for every image and t (calc_bpd_loop), with a progress
+// line: all that ddpm bpd and ddpm rd compute.
+static int eval_bound(const BpdFlags *f, const EvalSet *e, BpdResult *r, Error *err)
+{
+    Rng rng;
+    rng_seed(&rng, f->seed, 0);
+    Progress pr;
+    progress_start(&pr, f->cmd, 0, 0);
+    Model model = unet_model(&e->net);
+    int rc = calc_bpd_loop(&e->df, &model, e->x0, e->n, e->data.c, e->data.h, e->data.w,
+                           f->batch, &rng, f->clip, r, bpd_progress, &pr, err);
+    if (rc == 0) progress_end(&pr, pr.total, NULL);
+    return rc;
+}
+
 static int cmd_bpd(int argc, char **argv)
 {
-    BpdFlags f = {.n = 100, .batch = 50, .clip = 1, .ema = 1};
+    BpdFlags f = {.cmd = "bpd", .n = 100, .batch = 50, .clip = 1, .ema = 1};
     int rc = parse_flags(argc, argv, "bpd",
         "usage: ddpm bpd --ckpt M [--data PATH] [--n N] [--batch B] [--clip 0|1] [--ema 0|1]\n"
         "                [--seed S] [--csv FILE]\n\n"
@@ -568,63 +622,72 @@ static int cmd_bpd(int argc, char **argv)
         take_bpd, &f);
     if (rc || f.bad) return rc == 1 ? 0 : 2;
     if (!f.ckpt) { fprintf(stderr, "ddpm bpd: --ckpt is required\n"); return 2; }
+    EvalSet e;
+    if (eval_open(&f, &e)) return 1;
     Error err;
-    UNet net;
-    Schedule s = {0};
-    Diffusion df;
-    int ema_ok = 0;
-    if (ckpt_diffusion(f.ckpt, &s, &df, &ema_ok, &err) < 0) return fail("bpd", &err);
-    if (ckpt_load(f.ckpt, &net, NULL, 0, &err) < 0) { schedule_free(&s); return fail("bpd", &err); }
-    if (f.ema && ema_ok && load_ema(f.ckpt, &net.params, &err) < 0) {
-        unet_free(&net);
-        schedule_free(&s);
-        return fail("bpd", &err);
-    }
-    Dataset data;
-    if (load_data("bpd", f.data, 0, &data)) { unet_free(&net); schedule_free(&s); return 1; }
-    if (f.n > data.n) f.n = data.n;
-    real *x0 = malloc(sizeof(real) * (size_t)f.n * data.c * data.h * data.w);
-    int *idx = malloc(sizeof(int) * (size_t)f.n);
-    for (int i = 0; i < f.n; i++) idx[i] = i;
-    data_batch(&data, x0, idx, f.n, NULL);
-    fprintf(stderr, "bpd: %d images, T = %d, %s weights, x0_pred %sclipped\n", f.n, s.T,
-            f.ema && ema_ok ? "EMA" : "raw", f.clip ? "" : "not ");
-    Rng rng;
-    rng_seed(&rng, f.seed, 0);
-    Progress pr;
-    progress_start(&pr, "bpd", 0, 0);
     BpdResult r;
-    Model model = unet_model(&net);
-    rc = calc_bpd_loop(&df, &model, x0, f.n, data.c, data.h, data.w, f.batch, &rng, f.clip, &r,
-                       bpd_progress, &pr, &err);
+    rc = eval_bound(&f, &e, &r, &err);
     if (rc == 0) {
-        progress_end(&pr, pr.total, NULL);
-        double *col = malloc(sizeof(double) * (size_t)f.n), m, se;
-        printf("# %s, %d test images, %s\n", f.ckpt, f.n, data.name);
-        mean_se(r.total, f.n, &m, &se);
+        int n = e.n;
+        double *col = malloc(sizeof(double) * (size_t)n), m, se;
+        printf("# %s, %d test images, %s\n", f.ckpt, n, e.data.name);
+        rd_mean_se(r.total, n, &m, &se);
         printf("total   %.5f +- %.5f bits/dim\n", m, se);
-        mean_se(r.prior, f.n, &m, &se);
+        rd_mean_se(r.prior, n, &m, &se);
         printf("prior   %.5f +- %.5f bits/dim\n", m, se);
-        for (int n = 0; n < f.n; n++) {
-            col[n] = 0;
-            for (int t = 1; t < r.T; t++) col[n] += r.terms[(size_t)t * f.n + n];
+        for (int i = 0; i < n; i++) {
+            col[i] = 0;
+            for (int t = 1; t < r.T; t++) col[i] += r.terms[(size_t)t * n + i];
         }
-        mean_se(col, f.n, &m, &se);
+        rd_mean_se(col, n, &m, &se);
         printf("terms   %.5f +- %.5f bits/dim\n", m, se);
-        for (int n = 0; n < f.n; n++) col[n] = r.terms[n];
-        mean_se(col, f.n, &m, &se);
+        rd_mean_se(r.terms, n, &m, &se);   // code t = 0: the decoder
         printf("decoder %.5f +- %.5f bits/dim\n", m, se);
         free(col);
         if (f.csv && write_bpd_csv(f.csv, &r, &err) < 0) rc = -1;
         else if (f.csv) fprintf(stderr, "wrote %s\n", f.csv);
         bpd_result_free(&r);
     }
-    free(x0);
-    free(idx);
-    data_free(&data);
-    unet_free(&net);
-    schedule_free(&s);
+    eval_close(&e);
     return rc < 0 ? fail("bpd", &err) : 0;
+}
+
+/* ---- ddpm rd ------------------------------------------------------------------- */
+
+static int cmd_rd(int argc, char **argv)
+{
+    BpdFlags f = {.cmd = "rd", .n = 100, .batch = 50, .clip = 1, .ema = 1};
+    int rc = parse_flags(argc, argv, "rd",
+        "usage: ddpm rd --ckpt M [--data PATH] [--n N] [--batch B] [--seed S] [--clip 0|1]\n"
+        "               [--ema 0|1] --csv FILE\n\n"
+        "Progressive lossy coding (Algorithms 3 and 4, Figure 5, Table 4): after k of\n"
+        "the T reverse steps the receiver has been sent L_T + L_{T-1} + ... bits/dim\n"
+        "(the rate) and holds x_t, t = T - k + 1, from which it predicts x0 (the\n"
+        "distortion: RMSE of x0_pred on [0, 255] over all N images). The numbers come\n"
+        "from the same loop as ddpm bpd (same flags and defaults; the same seed gives\n"
+        "the same bound). --csv writes the whole curve, one row per k; stdout gets the\n"
+        "summary and the rows of Table 4 next to the paper's values.\n",
+        take_bpd, &f);
+    if (rc || f.bad) return rc == 1 ? 0 : 2;
+    if (!f.ckpt || !f.csv) { fprintf(stderr, "ddpm rd: --ckpt and --csv are required\n"); return 2; }
+    EvalSet e;
+    if (eval_open(&f, &e)) return 1;
+    Error err;
+    BpdResult r;
+    rc = eval_bound(&f, &e, &r, &err);
+    if (rc == 0) {
+        RDCurve rd;
+        rd_from_bpd(&rd, &r);   // what rate_distortion does
+        bpd_result_free(&r);
+        printf("# %s, %d test images, %s; paper: CIFAR-10, 35.7M params\n", f.ckpt, e.n,
+               e.data.name);
+        rd_print_summary(stdout, &rd);
+        rc = rd_write_csv(f.csv, &rd, &err);
+        if (rc == 0) fprintf(stderr, "wrote %s\n", f.csv);
+        rd_free(&rd);
+    }
+    eval_close(&e);
+    return rc < 0 ? fail("rd", &err) : 0;
 }
 
 /* ---- ddpm sample --------------------------------------------------------------- */

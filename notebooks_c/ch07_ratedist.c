@@ -1,0 +1,239 @@
+/* ch07_ratedist.c — the experiment of chapter 07 (make chapter7).
+ *
+ * The paper's Figure 5 and Table 4 for a trained model: the bound of every
+ * test image, term by term (calc_bpd_loop), read as a progressive code.
+ *   figures/ch07_rd.{png,svg}     distortion vs steps received, rate vs
+ *                                 steps, distortion vs rate; ours and the
+ *                                 paper's Table 4 on the same axes
+ *   figures/data/ch07_rd.csv      the whole curve (rd_write_csv)
+ *   figures/data/ch07_table.txt   the summary, ours beside the paper's
+ *
+ * CKPT is the checkpoint (the Makefile's `model` target makes sure there is
+ * one); its EMA weights are used when it has them, as `ddpm bpd` does.
+ * EVAL_N (default 32) is the number of test images, DDPM_DATA the data set.
+ * Seed 0 and one batch of up to 50 images: the numbers are those of
+ * `ddpm rd --ckpt $CKPT --n $EVAL_N`.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "07_ratedist.h"
+#include "checkpoint.h"
+#include "data.h"
+#include "progress.h"
+
+typedef struct Loaded {
+    UNet net;
+    Schedule s;
+    Diffusion df;
+    int ema;             // the EMA weights were loaded
+    char label[192];     // "Fashion-MNIST, tiny U-Net, 2000 training steps"
+    char data[64];       // "Fashion-MNIST" (train.data), "" if not recorded
+    char steps[32];      // "2000"
+} Loaded;
+
+static const char *meta_or(const StFile *f, const char *key, const char *fallback)
+{
+    const char *v = st_meta(f, key);
+    return v && *v ? v : fallback;
+}
+
+// The network, its diffusion (from the train.* metadata trainer_save
+// writes) and a label that says what it was trained on and for how long.
+static int load_model(const char *path, Loaded *L, Error *err)
+{
+    StFile f;
+    memset(L, 0, sizeof *L);
+    if (ckpt_load(path, &L->net, NULL, 0, err) < 0 || st_open(path, &f, err) < 0) return -1;
+    int rc = diffusion_parse(&L->df, meta_or(&f, "train.mean", "eps"),
+                             meta_or(&f, "train.var", "fixedlarge"),
+                             meta_or(&f, "train.loss", "simple"), err);
+    if (rc == 0)
+        rc = schedule_init(&L->s, "linear", atoi(meta_or(&f, "train.T", "1000")), 1e-4, 0.02, err);
+    L->df.sched = &L->s;
+    L->ema = st_find(&f, "train.ema.conv_out.bias") != NULL;
+    if (rc == 0 && L->ema) rc = st_load_params(&f, &L->net.params, "train.ema.", 0, err);
+    snprintf(L->data, sizeof L->data, "%s", meta_or(&f, "train.data", ""));
+    snprintf(L->steps, sizeof L->steps, "%s", meta_or(&f, "train.step", "?"));
+    snprintf(L->label, sizeof L->label, "%s, %s U-Net, %s training steps",
+             *L->data ? L->data : "unknown data", L->net.cfg.name, L->steps);
+    st_close(&f);
+    return rc;
+}
+
+static void on_progress(void *ctx, long done, long total)
+{
+    Progress *p = ctx;
+    p->total = total;
+    progress_update(p, done, NULL);
+}
+
+// Seconds per image-timestep measured on the team's machine (2 cores): the
+// tiny U-Net ~7 ms; the others scaled by their forward GFLOP (DESIGN.md).
+static double seconds_per_step(const char *config)
+{
+    if (!strcmp(config, "small")) return 0.007 * 3.20 / 0.566;
+    if (!strcmp(config, "paper")) return 0.007 * 12.44 / 0.566;
+    return 0.007;
+}
+
+// The best distortion possible with nothing received: x_T says (almost)
+// nothing about x0, so the best guess is E[x0], the mean image of the data
+// (what the Gaussian test model predicts from x_T; chapter's tests). Its
+// RMSE on [0, 255] over the evaluated images x0 [N, D], with the mean
+// taken over the training split.
+static double mean_image_rmse(const Dataset *train, const real *x0, int N)
+{
+    size_t D = (size_t)train->c * train->h * train->w;
+    double *mean = calloc(D, sizeof *mean), se = 0;
+    for (int n = 0; n < train->n; n++)
+        for (size_t i = 0; i < D; i++) mean[i] += train->pixels[(size_t)n * D + i];
+    for (int n = 0; n < N; n++)
+        for (size_t i = 0; i < D; i++) {
+            double d = (x0[(size_t)n * D + i] + 1) * 127.5 - mean[i] / train->n;
+            se += d * d;
+        }
+    free(mean);
+    return sqrt(se / ((double)N * D));
+}
+
+static void write_paper(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# the paper's Table 4 (CIFAR-10)\nsteps,rate_bpd,rmse\n");
+    for (int i = 0; i < RD_PAPER_ROWS; i++)
+        fprintf(f, "%d,%.5f,%.2f\n", rd_paper_table4[i].steps, rd_paper_table4[i].rate,
+                rd_paper_table4[i].rmse);
+    fclose(f);
+}
+
+// Figure 5 as three panels. The rate spans five orders of magnitude (L_T
+// ~1e-5 bits/dim, then ~1-2 bits/dim in the last steps), so its axes are
+// logarithmic: on a linear axis both curves would lie flat on zero for
+// most of the steps. The paper's 100-step rate (0.00000) has no place on them.
+// One legend, in the middle panel, where the curves leave room for it.
+static void write_plot(const char *title, const char *ours, const char *theirs, int T,
+                       double baseline)
+{
+    FILE *f = fopen("figures/data/ch07_rd.gpi", "w");
+    fprintf(f,
+        "set datafile separator ','\nset grid\n"
+        "our = \"'figures/data/ch07_rd.csv' skip 2\"\n"
+        "paper = \"'figures/data/ch07_paper.csv' skip 2\"\n"
+        "O = \"lw 2 lc rgb '#1f4e79'\"\n"
+        "B = \"fs transparent solid 0.25 noborder lc rgb '#4a7ab5'\"\n"
+        "P = \"w lp pt 7 ps 1.2 lw 1.5 dt 2 lc rgb '#c0504d'\"\n"
+        "M = \"w l dt 3 lw 1.5 lc rgb '#555555' t 'our data: its mean image (nothing received)'\"\n"
+        "set multiplot layout 1,3 title '%s'\n"
+        "set xlabel 'reverse process steps received (T - t + 1)'\nset xrange [0:%d]\n"
+        "set ylabel 'distortion: RMSE of x_0 prediction [0, 255]'\nset yrange [0:*]\n"
+        "unset key\n"
+        "plot @our u 1:($5-$6):($5+$6) w filledcurves @B notitle, @our u 1:5 w l @O t '%s', "
+        "@paper u 1:3 @P t '%s', %g @M\n"
+        "set ylabel 'rate: bits/dim received'\nset logscale y\nset format y '10^{%%L}'\n"
+        "set yrange [*:*]\nset key top left Left reverse samplen 2\n"
+        "plot @our u 1:($3 > 0 ? $3 : 1/0) w l @O t '%s', @paper u 1:($2 > 0 ? $2 : 1/0) @P t '%s', "
+        "NaN @M\n"
+        "unset logscale y\nset format y '%%g'\nset yrange [0:*]\n"
+        "set logscale x\nset format x '10^{%%L}'\nset xrange [*:*]\nunset key\n"
+        "set xlabel 'rate: bits/dim received'\nset ylabel 'distortion: RMSE [0, 255]'\n"
+        "plot @our u ($3 > 0 ? $3 : 1/0):5 w l @O t '%s', @paper u ($2 > 0 ? $2 : 1/0):3 @P t '%s', "
+        "%g @M\n"
+        "unset multiplot\n", title, T, ours, theirs, baseline, ours, theirs, ours, theirs,
+        baseline);
+    fclose(f);
+    // loaded twice (png, then svg); .gpi so that make does not run it alone
+    f = fopen("figures/data/ch07_rd_out.gp", "w");
+    fprintf(f, "set terminal pngcairo size 1500,500 font 'Sans,11'\nset output 'figures/ch07_rd.png'\n"
+               "load 'figures/data/ch07_rd.gpi'\n"
+               "set terminal svg size 1500,500 font 'Sans,11'\nset output 'figures/ch07_rd.svg'\n"
+               "load 'figures/data/ch07_rd.gpi'\n");
+    fclose(f);
+}
+
+static void write_table(const Loaded *L, const Dataset *d, const RDCurve *rd, double secs,
+                        double baseline)
+{
+    FILE *f = fopen("figures/data/ch07_table.txt", "w");
+    FILE *outs[2] = {stdout, f};
+    for (int i = 0; i < 2; i++) {
+        fprintf(outs[i], "ours: %s; %d %s test images, %s weights, x0_pred clipped, seed 0, "
+                         "%.0f s\npaper: CIFAR-10, 35.7M params, 800k steps (Table 4, §4.3)\n\n",
+                L->label, rd->N, d->name, L->ema ? "EMA" : "raw", secs);
+        rd_print_summary(outs[i], rd);
+        fprintf(outs[i], "\nRMSE of the training set's mean image (nothing received): %.2f\n",
+                baseline);
+    }
+    fclose(f);
+}
+
+// The curve of the first N test images: seed 0, batches of up to 50, x0_pred
+// clipped (the defaults of ddpm rd). Returns the seconds it took, or -1.
+static double evaluate(const Loaded *L, const Dataset *test, const real *x0, int N, RDCurve *rd)
+{
+    int T = L->s.T;
+    fprintf(stderr, "evaluating %d images x %d steps: about %.1f minutes on two cores\n", N, T,
+            N * T * seconds_per_step(L->net.cfg.name) / 60);
+    Rng rng;
+    rng_seed(&rng, 0, 0);
+    Progress pr;
+    progress_start(&pr, "rd", 0, 0);
+    Model model = unet_model(&L->net);
+    Error err;
+    if (rate_distortion(&L->df, &model, x0, N, test->c, test->h, test->w, N < 50 ? N : 50, &rng,
+                        1, rd, on_progress, &pr, &err) < 0) {
+        fprintf(stderr, "ch07: %s\n", err.msg);
+        return -1;
+    }
+    progress_end(&pr, pr.total, NULL);
+    return progress_now() - pr.start;
+}
+
+int main(void)
+{
+    gemm_set_threads(1);   // one thread pool: OpenMP splits the work, BLAS runs inside (chapter 00)
+    const char *ckpt = getenv("CKPT"), *en = getenv("EVAL_N"), *path = data_default_path();
+    int N = en && atoi(en) > 0 ? atoi(en) : 32;
+    if (!ckpt || !*ckpt) {
+        fprintf(stderr, "ch07: set CKPT to a checkpoint (make chapter7 does)\n");
+        return 1;
+    }
+    Loaded L;
+    Dataset train, test;
+    Error err;
+    if (load_model(ckpt, &L, &err) < 0 || data_load(&train, path, 1, &err) < 0 ||
+        data_load(&test, path, 0, &err) < 0) {
+        fprintf(stderr, "ch07: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr, "model: %s (%s, %s weights)\ndata: %s test split (%s)\n", L.label, ckpt,
+            L.ema ? "EMA" : "raw", test.name, test.path);
+    if (N > test.n) N = test.n;
+    real *x0 = malloc(sizeof(real) * (size_t)N * test.c * test.h * test.w);
+    int *idx = malloc(sizeof(int) * (size_t)N);
+    for (int i = 0; i < N; i++) idx[i] = i;
+    data_batch(&test, x0, idx, N, NULL);
+    RDCurve rd;
+    double secs = evaluate(&L, &test, x0, N, &rd), baseline = mean_image_rmse(&train, x0, N);
+    if (secs < 0 || rd_write_csv("figures/data/ch07_rd.csv", &rd, &err) < 0) {
+        if (secs >= 0) fprintf(stderr, "ch07: %s\n", err.msg);
+        return 1;
+    }
+    write_paper("figures/data/ch07_paper.csv");
+    char title[320], ours[160];
+    snprintf(title, sizeof title, "Progressive lossy coding (Figure 5). Ours: %s, %d test images",
+             L.label, N);
+    snprintf(ours, sizeof ours, "ours, %s, %s steps", *L.data ? L.data : test.name, L.steps);
+    write_plot(title, ours, "paper, CIFAR-10, 35.7M params", L.s.T, baseline);
+    write_table(&L, &test, &rd, secs, baseline);
+    rd_free(&rd);
+    free(x0);
+    free(idx);
+    data_free(&train);
+    data_free(&test);
+    unet_free(&L.net);
+    schedule_free(&L.s);
+    return 0;
+}
