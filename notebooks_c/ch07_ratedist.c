@@ -20,47 +20,24 @@
 #include <string.h>
 
 #include "07_ratedist.h"
-#include "checkpoint.h"
-#include "data.h"
+#include "train.h"
 #include "progress.h"
 
 typedef struct Loaded {
-    UNet net;
-    Schedule s;
-    Diffusion df;
-    int ema;             // the EMA weights were loaded
+    TrainedModel m;      // network (EMA weights when present), schedule, diffusion
     char label[192];     // "Fashion-MNIST, tiny U-Net, 2000 training steps"
-    char data[64];       // "Fashion-MNIST" (train.data), "" if not recorded
     char steps[32];      // "2000"
 } Loaded;
 
-static const char *meta_or(const StFile *f, const char *key, const char *fallback)
-{
-    const char *v = st_meta(f, key);
-    return v && *v ? v : fallback;
-}
-
-// The network, its diffusion (from the train.* metadata trainer_save
-// writes) and a label that says what it was trained on and for how long.
+// The model and a label that says what it was trained on and for how long.
 static int load_model(const char *path, Loaded *L, Error *err)
 {
-    StFile f;
-    memset(L, 0, sizeof *L);
-    if (ckpt_load(path, &L->net, NULL, 0, err) < 0 || st_open(path, &f, err) < 0) return -1;
-    int rc = diffusion_parse(&L->df, meta_or(&f, "train.mean", "eps"),
-                             meta_or(&f, "train.var", "fixedlarge"),
-                             meta_or(&f, "train.loss", "simple"), err);
-    if (rc == 0)
-        rc = schedule_init(&L->s, "linear", atoi(meta_or(&f, "train.T", "1000")), 1e-4, 0.02, err);
-    L->df.sched = &L->s;
-    L->ema = st_find(&f, "train.ema.conv_out.bias") != NULL;
-    if (rc == 0 && L->ema) rc = st_load_params(&f, &L->net.params, "train.ema.", 0, err);
-    snprintf(L->data, sizeof L->data, "%s", meta_or(&f, "train.data", ""));
-    snprintf(L->steps, sizeof L->steps, "%s", meta_or(&f, "train.step", "?"));
+    if (trained_model_load(&L->m, path, 1, err) < 0) return -1;
+    if (L->m.step >= 0) snprintf(L->steps, sizeof L->steps, "%ld", L->m.step);
+    else snprintf(L->steps, sizeof L->steps, "?");
     snprintf(L->label, sizeof L->label, "%s, %s U-Net, %s training steps",
-             *L->data ? L->data : "unknown data", L->net.cfg.name, L->steps);
-    st_close(&f);
-    return rc;
+             *L->m.data ? L->m.data : "unknown data", L->m.net.cfg.name, L->steps);
+    return 0;
 }
 
 static void on_progress(void *ctx, long done, long total)
@@ -161,7 +138,7 @@ static void write_table(const Loaded *L, const Dataset *d, const RDCurve *rd, do
     for (int i = 0; i < 2; i++) {
         fprintf(outs[i], "ours: %s; %d %s test images, %s weights, x0_pred clipped, seed 0, "
                          "%.0f s\npaper: CIFAR-10, 35.7M params, 800k steps (Table 4, §4.3)\n\n",
-                L->label, rd->N, d->name, L->ema ? "EMA" : "raw", secs);
+                L->label, rd->N, d->name, L->m.ema ? "EMA" : "raw", secs);
         rd_print_summary(outs[i], rd);
         fprintf(outs[i], "\nRMSE of the training set's mean image (nothing received): %.2f\n",
                 baseline);
@@ -173,16 +150,16 @@ static void write_table(const Loaded *L, const Dataset *d, const RDCurve *rd, do
 // clipped (the defaults of ddpm rd). Returns the seconds it took, or -1.
 static double evaluate(const Loaded *L, const Dataset *test, const real *x0, int N, RDCurve *rd)
 {
-    int T = L->s.T;
+    int T = L->m.sched.T;
     fprintf(stderr, "evaluating %d images x %d steps: about %.1f minutes on two cores\n", N, T,
-            N * T * seconds_per_step(L->net.cfg.name) / 60);
+            N * T * seconds_per_step(L->m.net.cfg.name) / 60);
     Rng rng;
     rng_seed(&rng, 0, 0);
     Progress pr;
     progress_start(&pr, "rd", 0, 0);
-    Model model = unet_model(&L->net);
+    Model model = unet_model(&L->m.net);
     Error err;
-    if (rate_distortion(&L->df, &model, x0, N, test->c, test->h, test->w, N < 50 ? N : 50, &rng,
+    if (rate_distortion(&L->m.df, &model, x0, N, test->c, test->h, test->w, N < 50 ? N : 50, &rng,
                         1, rd, on_progress, &pr, &err) < 0) {
         fprintf(stderr, "ch07: %s\n", err.msg);
         return -1;
@@ -209,7 +186,7 @@ int main(void)
         return 1;
     }
     fprintf(stderr, "model: %s (%s, %s weights)\ndata: %s test split (%s)\n", L.label, ckpt,
-            L.ema ? "EMA" : "raw", test.name, test.path);
+            L.m.ema ? "EMA" : "raw", test.name, test.path);
     if (N > test.n) N = test.n;
     real *x0 = malloc(sizeof(real) * (size_t)N * test.c * test.h * test.w);
     int *idx = malloc(sizeof(int) * (size_t)N);
@@ -225,15 +202,14 @@ int main(void)
     char title[320], ours[160];
     snprintf(title, sizeof title, "Progressive lossy coding (Figure 5). Ours: %s, %d test images",
              L.label, N);
-    snprintf(ours, sizeof ours, "ours, %s, %s steps", *L.data ? L.data : test.name, L.steps);
-    write_plot(title, ours, "paper, CIFAR-10, 35.7M params", L.s.T, baseline);
+    snprintf(ours, sizeof ours, "ours, %s, %s steps", *L.m.data ? L.m.data : test.name, L.steps);
+    write_plot(title, ours, "paper, CIFAR-10, 35.7M params", L.m.sched.T, baseline);
     write_table(&L, &test, &rd, secs, baseline);
     rd_free(&rd);
     free(x0);
     free(idx);
     data_free(&train);
     data_free(&test);
-    unet_free(&L.net);
-    schedule_free(&L.s);
+    trained_model_free(&L.m);
     return 0;
 }

@@ -18,7 +18,6 @@
 
 #include "08_sampler.h"
 #include "progress.h"
-#include "safetensors.h"
 #include "train.h"
 
 static int T, C, R;
@@ -156,24 +155,13 @@ int main(void)
         fprintf(stderr, "ch08: set CKPT to a checkpoint (make chapter8 does)\n");
         return 1;
     }
-    Trainer tm;
-    TrainConfig tc;
-    train_config_default(&tc);
-    Diffusion df;
+    TrainedModel tm;
     Error err;
-    diffusion_parse(&df, "eps", "fixedlarge", "simple", NULL);
-    if (trainer_init(&tm, NULL, &df, 1000, &tc, ckpt, &err) < 0) {
+    if (trained_model_load(&tm, ckpt, 1, &err) < 0) {   // sample with the EMA weights
         fprintf(stderr, "ch08: %s\n", err.msg);
         return 1;
     }
-    vec_copy(tm.net.params.data, tm.ema, tm.net.params.total);   // sample with the EMA weights
-    StFile sf;
-    char data_name[64] = "?";
-    if (st_open(ckpt, &sf, NULL) == 0) {
-        const char *d = st_meta(&sf, "train.data");
-        if (d && *d) snprintf(data_name, sizeof data_name, "%s", d);
-        st_close(&sf);
-    }
+    const char *data_name = *tm.data ? tm.data : "?";
     T = tm.sched.T, C = tm.net.cfg.in_ch, R = tm.net.cfg.resolution;
     D = (size_t)C * R * R;
     fprintf(stderr, "ch08: %s (%s, step %ld), %d samples; about %.0f minutes on two cores\n",
@@ -229,6 +217,6 @@ int main(void)
     free(x);
     free(tr.x_std);
     free(tr.x0_hat);
-    trainer_free(&tm);
+    trained_model_free(&tm);
     return 0;
 }

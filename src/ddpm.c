@@ -520,66 +520,27 @@ static int write_bpd_csv(const char *path, const BpdResult *r, Error *err)
     return fclose(f) == 0 ? 0 : error_set(err, "%s: write failed", path);
 }
 
-// Builds the diffusion of a checkpoint from its train.* metadata.
-static int ckpt_diffusion(const char *path, Schedule *s, Diffusion *df, int *ema_ok, Error *err)
-{
-    StFile f;
-    if (st_open(path, &f, err) < 0) return -1;
-    const char *m = st_meta(&f, "train.mean"), *v = st_meta(&f, "train.var"), *l = st_meta(&f, "train.loss");
-    const char *Ts = st_meta(&f, "train.T");
-    int T = Ts ? atoi(Ts) : 1000;
-    *ema_ok = st_find(&f, "train.ema.conv_out.bias") != NULL;
-    int rc = diffusion_parse(df, m ? m : "eps", v ? v : "fixedlarge", l ? l : "simple", err);
-    st_close(&f);   // m, v, l, Ts point into f: used above, not below
-    if (rc == 0) rc = schedule_init(s, "linear", T, 1e-4, 0.02, err);
-    df->sched = s;
-    return rc;
-}
-
-// Replaces the weights by the checkpoint's EMA copy (train.ema.*).
-static int load_ema(const char *path, ParamSet *ps, Error *err)
-{
-    StFile f;
-    if (st_open(path, &f, err) < 0) return -1;
-    int rc = st_load_params(&f, ps, "train.ema.", 0, err);
-    st_close(&f);
-    return rc;
-}
-
 // What ddpm bpd and ddpm rd evaluate: the checkpoint's network (its EMA
 // weights unless --ema 0), its diffusion, and the first n test images.
 typedef struct EvalSet {
-    UNet net;
-    Schedule s;
-    Diffusion df;
+    TrainedModel m;
     Dataset data;
     real *x0;   // [n, c, h, w]
-    int n, ema;
+    int n;
 } EvalSet;
 
 static void eval_close(EvalSet *e)
 {
     free(e->x0);
     data_free(&e->data);
-    unet_free(&e->net);
-    schedule_free(&e->s);
+    trained_model_free(&e->m);
 }
 
 static int eval_open(const BpdFlags *f, EvalSet *e)
 {
     Error err;
-    int ema_ok = 0;
     memset(e, 0, sizeof *e);
-    if (ckpt_diffusion(f->ckpt, &e->s, &e->df, &ema_ok, &err) < 0 ||
-        ckpt_load(f->ckpt, &e->net, NULL, 0, &err) < 0) {
-        eval_close(e);
-        return fail(f->cmd, &err);
-    }
-    e->ema = f->ema && ema_ok;
-    if (e->ema && load_ema(f->ckpt, &e->net.params, &err) < 0) {
-        eval_close(e);
-        return fail(f->cmd, &err);
-    }
+    if (trained_model_load(&e->m, f->ckpt, f->ema, &err) < 0) return fail(f->cmd, &err);
     if (load_data(f->cmd, f->data, 0, &e->data)) { eval_close(e); return 1; }
     e->n = f->n < e->data.n ? f->n : e->data.n;
     e->x0 = malloc(sizeof(real) * (size_t)e->n * e->data.c * e->data.h * e->data.w);
@@ -588,7 +549,7 @@ static int eval_open(const BpdFlags *f, EvalSet *e)
     data_batch(&e->data, e->x0, idx, e->n, NULL);
     free(idx);
     fprintf(stderr, "%s: %d images, T = %d, %s weights, x0_pred %sclipped\n", f->cmd, e->n,
-            e->s.T, e->ema ? "EMA" : "raw", f->clip ? "" : "not ");
+            e->m.sched.T, e->m.ema ? "EMA" : "raw", f->clip ? "" : "not ");
     return 0;
 }
 
@@ -600,8 +561,8 @@ static int eval_bound(const BpdFlags *f, const EvalSet *e, BpdResult *r, Error *
     rng_seed(&rng, f->seed, 0);
     Progress pr;
     progress_start(&pr, f->cmd, 0, 0);
-    Model model = unet_model(&e->net);
-    int rc = calc_bpd_loop(&e->df, &model, e->x0, e->n, e->data.c, e->data.h, e->data.w,
+    Model model = unet_model(&e->m.net);
+    int rc = calc_bpd_loop(&e->m.df, &model, e->x0, e->n, e->data.c, e->data.h, e->data.w,
                            f->batch, &rng, f->clip, r, bpd_progress, &pr, err);
     if (rc == 0) progress_end(&pr, pr.total, NULL);
     return rc;
@@ -770,18 +731,6 @@ static int write_progressive(const char *path, const real *snaps, int S, int N, 
     return rc;
 }
 
-// The share of the initial random weights still in the EMA: decay^steps
-// (the official EMA starts from the initial weights). 0 if unknown.
-static double ema_init_share(const char *path)
-{
-    StFile f;
-    if (st_open(path, &f, NULL) < 0) return 0;
-    const char *d = st_meta(&f, "train.ema_decay"), *n = st_meta(&f, "train.step");
-    double share = d && n ? pow(atof(d), atof(n)) : 0;
-    st_close(&f);
-    return share;
-}
-
 static int cmd_sample(int argc, char **argv)
 {
     SampleFlags f = {.out = "samples.png", .n = 64, .batch = 32, .clip = 1, .ema = 1,
@@ -790,44 +739,40 @@ static int cmd_sample(int argc, char **argv)
     if (rc || f.bad) return rc == 1 ? 0 : 2;
     if (!f.ckpt) { fprintf(stderr, "ddpm sample: --ckpt is required\n"); return 2; }
     Error err;
-    UNet net;
-    Schedule s = {0};
-    Diffusion df;
-    int ema_ok = 0;
-    if (ckpt_diffusion(f.ckpt, &s, &df, &ema_ok, &err) < 0) return fail("sample", &err);
+    TrainedModel tm;
+    if (trained_model_load(&tm, f.ckpt, f.ema, &err) < 0) return fail("sample", &err);
+    Diffusion df = tm.df;
     if (f.var) {
         if (df.var == VAR_LEARNED || (strcmp(f.var, "fixedlarge") && strcmp(f.var, "fixedsmall"))) {
             fprintf(stderr, "ddpm sample: --var %s: %s\n", f.var, df.var == VAR_LEARNED
                     ? "the model learned its variance" : "want fixedlarge or fixedsmall");
-            schedule_free(&s);
+            trained_model_free(&tm);
             return 2;
         }
         df.var = strcmp(f.var, "fixedlarge") ? VAR_FIXED_SMALL : VAR_FIXED_LARGE;
     }
-    if (ckpt_load(f.ckpt, &net, NULL, 0, &err) < 0) { schedule_free(&s); return fail("sample", &err); }
-    if (f.ema && ema_ok && load_ema(f.ckpt, &net.params, &err) < 0) {
-        unet_free(&net);
-        schedule_free(&s);
-        return fail("sample", &err);
-    }
-    double share = f.ema && ema_ok ? ema_init_share(f.ckpt) : 0;
+    // The official EMA starts from the initial weights: after n steps a
+    // share decay^n of it is still random, which shows as noise in samples.
+    double share = tm.ema && tm.step > 0 ? pow(tm.ema_decay, (double)tm.step) : 0;
     if (share > 0.01)
         fprintf(stderr, "warning: %.0f%% of these EMA weights are still the random initial ones "
                         "(decay^steps); expect noisy samples: train longer, use a smaller --ema "
                         "in training, or sample with --ema 0\n", 100 * share);
-    int C = net.cfg.in_ch, R = net.cfg.resolution, P = f.n < 8 ? f.n : 8;
+    const UNet *net = &tm.net;
+    const Schedule *sc = &tm.sched;
+    int C = net->cfg.in_ch, R = net->cfg.resolution, P = f.n < 8 ? f.n : 8;
     size_t D = (size_t)C * R * R;
     fprintf(stderr, "sample: %d images of %dx%dx%d, T = %d steps, %s weights, sigma^2 = %s, "
-                    "x0_hat %sclipped, seed %llu\n", f.n, C, R, R, s.T, f.ema && ema_ok ? "EMA" : "raw",
+                    "x0_hat %sclipped, seed %llu\n", f.n, C, R, R, sc->T, tm.ema ? "EMA" : "raw",
             df.var == VAR_FIXED_LARGE ? "beta" : df.var == VAR_FIXED_SMALL ? "beta~" : "learned",
             f.clip ? "" : "not ", f.seed);
-    Model model = unet_model(&net);
+    Model model = unet_model(net);
     Progress pr;
     progress_start(&pr, "sample", 0, 0);
     Sampler sm = {.df = &df, .model = &model, .clip = f.clip, .batch = f.batch,
                   .progress = sample_progress, .progress_ctx = &pr};
     real *x = malloc(sizeof(real) * (size_t)f.n * D), *snaps = NULL;
-    int S = sample_n_snapshots(s.T, f.every), ts[S];
+    int S = sample_n_snapshots(sc->T, f.every), ts[S];
     if (f.progressive) {
         snaps = malloc(sizeof(real) * (size_t)S * f.n * D);
         DDPM_CHECK(snaps, "out of memory for %d snapshots of %d images", S, f.n);
@@ -852,8 +797,7 @@ static int cmd_sample(int argc, char **argv)
     }
     free(snaps);
     free(x);
-    unet_free(&net);
-    schedule_free(&s);
+    trained_model_free(&tm);
     return rc < 0 ? fail("sample", &err) : 0;
 }
 

@@ -374,3 +374,34 @@ int train_run(Trainer *tr, const Dataset *data, Error *err)
                              tr->step, ckpt, ckpt);
     return 0;
 }
+
+/* ---- a trained model, for evaluation and sampling ------------------------- */
+
+int trained_model_load(TrainedModel *m, const char *path, int want_ema, Error *err)
+{
+    memset(m, 0, sizeof *m);
+    StFile f;
+    if (ckpt_load(path, &m->net, NULL, 0, err) < 0) return -1;
+    if (st_open(path, &f, err) < 0) { unet_free(&m->net); return -1; }
+    int rc = diffusion_parse(&m->df, meta_or(&f, "train.mean", "eps"),
+                             meta_or(&f, "train.var", "fixedlarge"),
+                             meta_or(&f, "train.loss", "simple"), err);
+    if (rc == 0)
+        rc = schedule_init(&m->sched, "linear", atoi(meta_or(&f, "train.T", "1000")), 1e-4, 0.02,
+                           err);
+    m->df.sched = &m->sched;
+    m->ema = want_ema && st_find(&f, "train.ema.conv_out.bias") != NULL;
+    if (rc == 0 && m->ema) rc = st_load_params(&f, &m->net.params, "train.ema.", 0, err);
+    m->step = atol(meta_or(&f, "train.step", "-1"));
+    m->ema_decay = atof(meta_or(&f, "train.ema_decay", "0"));
+    snprintf(m->data, sizeof m->data, "%s", meta_or(&f, "train.data", ""));
+    st_close(&f);
+    if (rc < 0) trained_model_free(m);
+    return rc;
+}
+
+void trained_model_free(TrainedModel *m)
+{
+    unet_free(&m->net);
+    schedule_free(&m->sched);
+}

@@ -71,4 +71,19 @@ int  trainer_save(const Trainer *tr, const char *path, const char *data_name, Er
 // Returns 0 on a normal or interrupted end, -1 on an error (err set).
 int  train_run(Trainer *tr, const Dataset *data, Error *err);
 
+// A trained model to evaluate or sample from: the network (its EMA weights
+// when want_ema is set and the checkpoint has them), and the schedule and
+// diffusion its train.* metadata describes (DESIGN.md's linear schedule).
+typedef struct TrainedModel {
+    UNet net;
+    Schedule sched;
+    Diffusion df;
+    int ema;              // the EMA weights were loaded
+    long step;            // optimiser steps it was trained for (-1: not recorded)
+    double ema_decay;     // 0: not recorded
+    char data[64];        // the data set it was trained on ("" if not recorded)
+} TrainedModel;
+int  trained_model_load(TrainedModel *m, const char *path, int want_ema, Error *err);
+void trained_model_free(TrainedModel *m);
+
 #endif
