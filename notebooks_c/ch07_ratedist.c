@@ -40,13 +40,6 @@ static int load_model(const char *path, Loaded *L, Error *err)
     return 0;
 }
 
-static void on_progress(void *ctx, long done, long total)
-{
-    Progress *p = ctx;
-    p->total = total;
-    progress_update(p, done, NULL);
-}
-
 // Seconds per image-timestep measured on the team's machine (2 cores): the
 // tiny U-Net ~7 ms; the others scaled by their forward GFLOP (DESIGN.md).
 static double seconds_per_step(const char *config)
@@ -160,7 +153,7 @@ static double evaluate(const Loaded *L, const Dataset *test, const real *x0, int
     Model model = unet_model(&L->m.net);
     Error err;
     if (rate_distortion(&L->m.df, &model, x0, N, test->c, test->h, test->w, N < 50 ? N : 50, &rng,
-                        1, rd, on_progress, &pr, &err) < 0) {
+                        1, rd, progress_callback, &pr, &err) < 0) {
         fprintf(stderr, "ch07: %s\n", err.msg);
         return -1;
     }

@@ -23,13 +23,6 @@
 static int T, C, R;
 static size_t D;
 
-static void on_progress(void *ctx, long done, long total)
-{
-    Progress *p = ctx;
-    p->total = total;
-    progress_update(p, done, NULL);
-}
-
 // Per step of the clipped run: the spread of x and x0_hat of every image.
 typedef struct Trace { int N; double *x_std; real *x0_hat; } Trace;
 static void trace_step(void *ctx, int t, const real *x, const real *x0_hat, int N)
@@ -169,7 +162,7 @@ int main(void)
     Model model = unet_model(&tm.net);
     Progress pr;
     Sampler s = {.df = &tm.df, .model = &model, .clip = 1, .batch = 32,
-                 .progress = on_progress, .progress_ctx = &pr};
+                 .progress = progress_callback, .progress_ctx = &pr};
     int S = sample_n_snapshots(T, 100);
     real *x = malloc(sizeof(real) * (size_t)N * D), *snaps = malloc(sizeof(real) * (size_t)S * N * D);
     Trace tr = {N, calloc((size_t)T, sizeof(double)), malloc(sizeof(real) * (size_t)T * N * D)};

@@ -3,9 +3,8 @@
  *   ddpm <command> [--flags]     results on stdout, progress on stderr,
  *                                exit status 0 only on success.
  *
- * Commands are added as the chapters that provide them land: `version` and
- * `help` now; `init`, `forward`, `params` (chapter 04), `train`, `bpd`
- * (chapter 06), `rd` (chapter 07) and `sample` (chapter 08) later.
+ * Each command comes from a chapter: `init`, `forward`, `params` (04),
+ * `train`, `bpd` (06), `rd` (07), `sample` (08); plus `version` and `help`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,13 +492,6 @@ static int take_bpd(void *ctx, const char *flag, const char *v)
     return 1;
 }
 
-static void bpd_progress(void *ctx, long done, long total)
-{
-    Progress *p = ctx;
-    p->total = total;
-    progress_update(p, done, NULL);
-}
-
 static int write_bpd_csv(const char *path, const BpdResult *r, Error *err)
 {
     FILE *f = fopen(path, "w");
@@ -563,7 +555,7 @@ static int eval_bound(const BpdFlags *f, const EvalSet *e, BpdResult *r, Error *
     progress_start(&pr, f->cmd, 0, 0);
     Model model = unet_model(&e->m.net);
     int rc = calc_bpd_loop(&e->m.df, &model, e->x0, e->n, e->data.c, e->data.h, e->data.w,
-                           f->batch, &rng, f->clip, r, bpd_progress, &pr, err);
+                           f->batch, &rng, f->clip, r, progress_callback, &pr, err);
     if (rc == 0) progress_end(&pr, pr.total, NULL);
     return rc;
 }
@@ -701,13 +693,6 @@ static int take_sample(void *ctx, const char *flag, const char *v)
     "  --every K          steps between those snapshots (100)\n" \
     "  --batch B          images per network call (32); --cols C grid columns\n"
 
-static void sample_progress(void *ctx, long done, long total)
-{
-    Progress *p = ctx;
-    p->total = total;
-    progress_update(p, done, NULL);
-}
-
 // FILE.png -> FILE.npy (or FILE + .npy).
 static void npy_path(const char *png, char *out, size_t len)
 {
@@ -770,7 +755,7 @@ static int cmd_sample(int argc, char **argv)
     Progress pr;
     progress_start(&pr, "sample", 0, 0);
     Sampler sm = {.df = &df, .model = &model, .clip = f.clip, .batch = f.batch,
-                  .progress = sample_progress, .progress_ctx = &pr};
+                  .progress = progress_callback, .progress_ctx = &pr};
     real *x = malloc(sizeof(real) * (size_t)f.n * D), *snaps = NULL;
     int S = sample_n_snapshots(sc->T, f.every), ts[S];
     if (f.progressive) {

@@ -61,3 +61,10 @@ void progress_end(Progress *p, long done, const char *note)
 {
     if (!p->quiet) draw(p, done, note, 1);
 }
+
+void progress_callback(void *ctx, long done, long total)
+{
+    Progress *p = ctx;
+    p->total = total;
+    progress_update(p, done, NULL);
+}

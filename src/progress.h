@@ -16,5 +16,8 @@ double progress_now(void);                      // monotonic seconds
 void progress_start(Progress *p, const char *what, long total, int quiet);
 void progress_update(Progress *p, long done, const char *note);  // note may be NULL
 void progress_end(Progress *p, long done, const char *note);
+// The callback calc_bpd_loop and the sampler take, with ctx a Progress
+// started with total 0: sets the total and updates the line.
+void progress_callback(void *ctx, long done, long total);
 
 #endif
