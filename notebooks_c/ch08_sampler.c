@@ -176,14 +176,12 @@ int main(void)
     }
     progress_end(&pr, pr.total, NULL);
     S = 0;
-    for (int t = T - 1; t >= 0; t--)
-        if (t == T - 1 || t % 100 == 0)
+    for (int t = T - 1; t >= 0; t--)   // Figure 6 from the trace: x0_hat every 100 steps
+        if (sample_is_snapshot(T, 100, t))
             vec_copy(snaps + (size_t)S++ * N * D, tr.x0_hat + (size_t)t * N * D, (size_t)N * D);
     int P = N < 8 ? N : 8;
     real *prog = malloc(sizeof(real) * (size_t)P * S * D);
-    for (int p = 0; p < P; p++)
-        for (int k = 0; k < S; k++)
-            vec_copy(prog + ((size_t)p * S + k) * D, snaps + ((size_t)k * N + p) * D, D);
+    sample_snapshot_rows(prog, snaps, S, N, P, D);
     if (write_grid("figures/ch08_samples.png", x, N, (int)ceil(sqrt(N))) < 0 ||
         write_grid("figures/ch08_progressive.png", prog, P * S, S) < 0)
         return 1;

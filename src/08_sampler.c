@@ -99,16 +99,27 @@ int sample_n_snapshots(int T, int every)
     return 1 + (T - 2) / every + 1;   // t = T-1, then every multiple of `every` below it
 }
 
+int sample_is_snapshot(int T, int every, int t)
+{
+    return t == T - 1 || t % every == 0;
+}
+
+void sample_snapshot_rows(real *rows, const real *snaps, int S, int N, int P, size_t D)
+{
+    for (int p = 0; p < P; p++)
+        for (int k = 0; k < S; k++)
+            vec_copy(rows + ((size_t)p * S + k) * D, snaps + ((size_t)k * N + p) * D, D);
+}
+
 typedef struct Snapshots { int every, T, S; real *snaps; int *ts; size_t size; } Snapshots;
 static void snapshot(void *ctx, int t, const real *x, const real *x0_hat, int N)
 {
     (void)x;
+    (void)N;
     Snapshots *k = ctx;
-    if (t != k->T - 1 && t % k->every != 0) return;
-    DDPM_CHECK(k->S < sample_n_snapshots(k->T, k->every), "sample_progressive: too many snapshots");
+    if (!sample_is_snapshot(k->T, k->every, t)) return;
     vec_copy(k->snaps + (size_t)k->S * k->size, x0_hat, k->size);
     k->ts[k->S++] = t;
-    (void)N;
 }
 
 int sample_progressive(const Sampler *s, real *out, real *snaps, int *ts, int N, int C, int H,
@@ -146,7 +157,9 @@ int sample_shared_latent(const Sampler *s, real *out, real *xt, real *x0_hat, in
     rng_seed(&trunk, seed, 0);
     rng_fill_normal(&trunk, x, D, 0, 1);                       // x_T
     int rc = 0;
-    if (t < T - 1) rc = p_sample_loop(s, x, 1, C, H, W, T - 1, t + 1, &trunk, err);
+    Sampler plain = *s;                                        // the caller's hook sees
+    plain.on_step = NULL;                                      // K images, not the trunk
+    if (t < T - 1) rc = p_sample_loop(&plain, x, 1, C, H, W, T - 1, t + 1, &trunk, err);
     for (int k = 0; rc == 0 && k < K; k++) {                   // K copies of that x ...
         vec_copy(out + (size_t)k * D, x, D);
         rng_seed(&rngs[k], seed, 1 + (uint64_t)k);             // ... each with its own noise

@@ -49,11 +49,15 @@ int  sample_images(const Sampler *s, real *out, int N, int C, int H, int W,
 int  sample_n_snapshots(int T, int every);
 int  sample_progressive(const Sampler *s, real *out, real *snaps, int *ts, int N, int C,
                         int H, int W, uint64_t seed, int every, Error *err);
+int  sample_is_snapshot(int T, int every, int t);   // is step t one of those?
+// rows [P, S, D] = the snapshots of the first P images, one row per image,
+// from snaps [S, N, D]: the layout of the paper's Figure 6 grid.
+void sample_snapshot_rows(real *rows, const real *snaps, int S, int N, int P, size_t D);
 
 // Figure 7: one chain from x_T down to the input of step t, then K samples
 // of x_0 that all continue from there. out [K, C, H, W]; xt [C, H, W] (may
 // be NULL) receives the shared x and x0_hat [C, H, W] (may be NULL) what the
-// model predicts from it (Eq. 15).
+// model predicts from it (Eq. 15). s->on_step sees the K branches only.
 int  sample_shared_latent(const Sampler *s, real *out, real *xt, real *x0_hat, int K, int C,
                           int H, int W, int t, uint64_t seed, Error *err);
 

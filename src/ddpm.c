@@ -465,30 +465,44 @@ static int cmd_train(int argc, char **argv)
 
 /* ---- ddpm bpd ------------------------------------------------------------------ */
 
-typedef struct BpdFlags {   // ddpm bpd and ddpm rd
+// The flags of the commands that load a trained model: ddpm bpd and rd use
+// all of them, ddpm sample the shared ones (take_model_flag) and its own.
+typedef struct BpdFlags {
     const char *cmd, *ckpt, *data, *csv;
     int n, batch, clip, ema, bad;
     unsigned long long seed;
 } BpdFlags;
 
-static int take_bpd(void *ctx, const char *flag, const char *v)
+// A number in [lo, hi] for --flag, or a message and f->bad set.
+static double flag_num(BpdFlags *f, const char *flag, const char *v, double lo, double hi)
 {
-    BpdFlags *f = ctx;
     double x = 0;
-    int bad = 0;
-    if (!strcmp(flag, "ckpt")) f->ckpt = v;
-    else if (!strcmp(flag, "data")) f->data = v;
-    else if (!strcmp(flag, "csv")) f->csv = v;
-    else if (!strcmp(flag, "n")) { bad = num(v, 1, 1e7, &x); f->n = (int)x; }
-    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); f->batch = (int)x; }
-    else if (!strcmp(flag, "clip")) { bad = num(v, 0, 1, &x); f->clip = (int)x; }
-    else if (!strcmp(flag, "ema")) { bad = num(v, 0, 1, &x); f->ema = (int)x; }
-    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); f->seed = (unsigned long long)x; }
-    else return 0;
-    if (bad) {
+    if (num(v, lo, hi, &x)) {
         fprintf(stderr, "ddpm %s: bad value '%s' for --%s\n", f->cmd, v, flag);
         f->bad = 1;
     }
+    return x;
+}
+
+// --ckpt, --n, --batch, --clip, --ema, --seed; 0 if the flag is another one.
+static int take_model_flag(BpdFlags *f, const char *flag, const char *v)
+{
+    if (!strcmp(flag, "ckpt")) f->ckpt = v;
+    else if (!strcmp(flag, "n")) f->n = (int)flag_num(f, flag, v, 1, 1e7);
+    else if (!strcmp(flag, "batch")) f->batch = (int)flag_num(f, flag, v, 1, 4096);
+    else if (!strcmp(flag, "clip")) f->clip = (int)flag_num(f, flag, v, 0, 1);
+    else if (!strcmp(flag, "ema")) f->ema = (int)flag_num(f, flag, v, 0, 1);
+    else if (!strcmp(flag, "seed")) f->seed = (unsigned long long)flag_num(f, flag, v, 0, 1e18);
+    else return 0;
+    return 1;
+}
+
+static int take_bpd(void *ctx, const char *flag, const char *v)
+{
+    BpdFlags *f = ctx;
+    if (!strcmp(flag, "data")) f->data = v;
+    else if (!strcmp(flag, "csv")) f->csv = v;
+    else return take_model_flag(f, flag, v);
     return 1;
 }
 
@@ -646,32 +660,20 @@ static int cmd_rd(int argc, char **argv)
 /* ---- ddpm sample --------------------------------------------------------------- */
 
 typedef struct SampleFlags {
-    const char *ckpt, *out, *var, *progressive;
-    int n, batch, clip, ema, cols, every, bad;
-    unsigned long long seed;
+    BpdFlags m;   // --ckpt --n --batch --clip --ema --seed
+    const char *out, *var, *progressive;
+    int cols, every;
 } SampleFlags;
 
 static int take_sample(void *ctx, const char *flag, const char *v)
 {
     SampleFlags *f = ctx;
-    double x = 0;
-    int bad = 0;
-    if (!strcmp(flag, "ckpt")) f->ckpt = v;
-    else if (!strcmp(flag, "out")) f->out = v;
+    if (!strcmp(flag, "out")) f->out = v;
     else if (!strcmp(flag, "var")) f->var = v;
     else if (!strcmp(flag, "progressive")) f->progressive = v;
-    else if (!strcmp(flag, "n")) { bad = num(v, 1, 1e5, &x); f->n = (int)x; }
-    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); f->batch = (int)x; }
-    else if (!strcmp(flag, "clip")) { bad = num(v, 0, 1, &x); f->clip = (int)x; }
-    else if (!strcmp(flag, "ema")) { bad = num(v, 0, 1, &x); f->ema = (int)x; }
-    else if (!strcmp(flag, "cols")) { bad = num(v, 1, 1000, &x); f->cols = (int)x; }
-    else if (!strcmp(flag, "every")) { bad = num(v, 1, 1e6, &x); f->every = (int)x; }
-    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); f->seed = (unsigned long long)x; }
-    else return 0;
-    if (bad) {
-        fprintf(stderr, "ddpm sample: bad value '%s' for --%s\n", v, flag);
-        f->bad = 1;
-    }
+    else if (!strcmp(flag, "cols")) f->cols = (int)flag_num(&f->m, flag, v, 1, 1000);
+    else if (!strcmp(flag, "every")) f->every = (int)flag_num(&f->m, flag, v, 1, 1e6);
+    else return take_model_flag(&f->m, flag, v);
     return 1;
 }
 
@@ -708,9 +710,7 @@ static int write_progressive(const char *path, const real *snaps, int S, int N, 
     size_t D = (size_t)C * H * W;
     real *grid = malloc(sizeof(real) * (size_t)S * P * D);
     DDPM_CHECK(grid, "out of memory for the progressive grid");
-    for (int p = 0; p < P; p++)
-        for (int s = 0; s < S; s++)
-            vec_copy(grid + ((size_t)p * S + s) * D, snaps + ((size_t)s * N + p) * D, D);
+    sample_snapshot_rows(grid, snaps, S, N, P, D);
     int rc = image_write_grid(path, grid, S * P, C, H, W, S, err);
     free(grid);
     return rc;
@@ -718,14 +718,14 @@ static int write_progressive(const char *path, const real *snaps, int S, int N, 
 
 static int cmd_sample(int argc, char **argv)
 {
-    SampleFlags f = {.out = "samples.png", .n = 64, .batch = 32, .clip = 1, .ema = 1,
-                     .every = 100};
+    SampleFlags f = {.m = {.cmd = "sample", .n = 64, .batch = 32, .clip = 1, .ema = 1},
+                     .out = "samples.png", .every = 100};
     int rc = parse_flags(argc, argv, "sample", SAMPLE_USAGE, take_sample, &f);
-    if (rc || f.bad) return rc == 1 ? 0 : 2;
-    if (!f.ckpt) { fprintf(stderr, "ddpm sample: --ckpt is required\n"); return 2; }
+    if (rc || f.m.bad) return rc == 1 ? 0 : 2;
+    if (!f.m.ckpt) { fprintf(stderr, "ddpm sample: --ckpt is required\n"); return 2; }
     Error err;
     TrainedModel tm;
-    if (trained_model_load(&tm, f.ckpt, f.ema, &err) < 0) return fail("sample", &err);
+    if (trained_model_load(&tm, f.m.ckpt, f.m.ema, &err) < 0) return fail("sample", &err);
     Diffusion df = tm.df;
     if (f.var) {
         if (df.var == VAR_LEARNED || (strcmp(f.var, "fixedlarge") && strcmp(f.var, "fixedsmall"))) {
@@ -745,37 +745,37 @@ static int cmd_sample(int argc, char **argv)
                         "in training, or sample with --ema 0\n", 100 * share);
     const UNet *net = &tm.net;
     const Schedule *sc = &tm.sched;
-    int C = net->cfg.in_ch, R = net->cfg.resolution, P = f.n < 8 ? f.n : 8;
+    int C = net->cfg.in_ch, R = net->cfg.resolution, P = f.m.n < 8 ? f.m.n : 8;
     size_t D = (size_t)C * R * R;
     fprintf(stderr, "sample: %d images of %dx%dx%d, T = %d steps, %s weights, sigma^2 = %s, "
-                    "x0_hat %sclipped, seed %llu\n", f.n, C, R, R, sc->T, tm.ema ? "EMA" : "raw",
+                    "x0_hat %sclipped, seed %llu\n", f.m.n, C, R, R, sc->T, tm.ema ? "EMA" : "raw",
             df.var == VAR_FIXED_LARGE ? "beta" : df.var == VAR_FIXED_SMALL ? "beta~" : "learned",
-            f.clip ? "" : "not ", f.seed);
+            f.m.clip ? "" : "not ", f.m.seed);
     Model model = unet_model(net);
     Progress pr;
     progress_start(&pr, "sample", 0, 0);
-    Sampler sm = {.df = &df, .model = &model, .clip = f.clip, .batch = f.batch,
+    Sampler sm = {.df = &df, .model = &model, .clip = f.m.clip, .batch = f.m.batch,
                   .progress = progress_callback, .progress_ctx = &pr};
-    real *x = malloc(sizeof(real) * (size_t)f.n * D), *snaps = NULL;
+    real *x = malloc(sizeof(real) * (size_t)f.m.n * D), *snaps = NULL;
     int S = sample_n_snapshots(sc->T, f.every), ts[S];
     if (f.progressive) {
-        snaps = malloc(sizeof(real) * (size_t)S * f.n * D);
-        DDPM_CHECK(snaps, "out of memory for %d snapshots of %d images", S, f.n);
+        snaps = malloc(sizeof(real) * (size_t)S * f.m.n * D);
+        DDPM_CHECK(snaps, "out of memory for %d snapshots of %d images", S, f.m.n);
     }
-    DDPM_CHECK(x, "out of memory for %d images", f.n);
-    rc = f.progressive ? sample_progressive(&sm, x, snaps, ts, f.n, C, R, R, f.seed, f.every, &err)
-                       : sample_images(&sm, x, f.n, C, R, R, f.seed, 0, &err);
+    DDPM_CHECK(x, "out of memory for %d images", f.m.n);
+    rc = f.progressive ? sample_progressive(&sm, x, snaps, ts, f.m.n, C, R, R, f.m.seed, f.every, &err)
+                       : sample_images(&sm, x, f.m.n, C, R, R, f.m.seed, 0, &err);
     if (rc == 0) {
         progress_end(&pr, pr.total, NULL);
         char npy[4096];
         npy_path(f.out, npy, sizeof npy);
-        int shape[4] = {f.n, C, R, R};
-        int cols = f.cols ? f.cols : (int)ceil(sqrt((double)f.n));   // square by default
-        rc = image_write_grid(f.out, x, f.n, C, R, R, cols, &err);
+        int shape[4] = {f.m.n, C, R, R};
+        int cols = f.cols ? f.cols : (int)ceil(sqrt((double)f.m.n));   // square by default
+        rc = image_write_grid(f.out, x, f.m.n, C, R, R, cols, &err);
         if (rc == 0) rc = npy_write(npy, x, 4, shape, &err);
-        if (rc == 0) printf("wrote %s (grid of %d) and %s\n", f.out, f.n, npy);
+        if (rc == 0) printf("wrote %s (grid of %d) and %s\n", f.out, f.m.n, npy);
         if (rc == 0 && f.progressive) {
-            rc = write_progressive(f.progressive, snaps, S, f.n, P, C, R, R, &err);
+            rc = write_progressive(f.progressive, snaps, S, f.m.n, P, C, R, R, &err);
             if (rc == 0) printf("wrote %s (x0_hat at t = %d, %d, ..., %d; one row per image)\n",
                                 f.progressive, ts[0] + 1, ts[1] + 1, ts[S - 1] + 1);
         }

@@ -287,6 +287,11 @@ START_TEST(progressive_snapshots)
     ck_assert(sample_images(&f.s, y, 2, 1, 4, 4, 8, 0, &err) == 0);
     ck_assert(memcmp(x, y, sizeof x) == 0);                  // the hook changes nothing
     assert_same(snaps + 3 * 32, x, 32, "x0_hat at t = 0 is x_0");
+    real rows[2 * 4 * 16];   // one row per image: its last snapshot is its sample
+    sample_snapshot_rows(rows, snaps, 4, 2, 2, 16);
+    assert_same(rows + 3 * 16, x, 16, "row 0 ends with image 0");
+    assert_same(rows + 7 * 16, x + 16, 16, "row 1 ends with image 1");
+    assert_same(rows + 4 * 16, snaps + 1 * 16, 16, "row 1 starts with image 1 at t = T-1");
     schedule_free(&f.sched);
 }
 END_TEST
