@@ -31,6 +31,12 @@
  * ```c block after it. --fix rewrites the anchored blocks from the source
  * (temp file + rename) and still fails on everything it cannot fix.
  *
+ * Every chapter must also be free of control characters (bytes 0x00-0x1F
+ * other than the newline, and 0x7F): a TAB or BEL in a chapter is almost
+ * always a backslash escape that a shell or printf ate (\tilde became a TAB
+ * and "ilde", \approx a BEL and "pprox"), and the formula renders as garbage.
+ * They are reported with line, column and the escape they look like.
+ *
  * Usage: bookcheck [--fix] [--root DIR] CHAPTER.md...
  * Exit status: 0 all excerpts match (or were fixed), 1 problems, 2 usage.
  */
@@ -114,6 +120,7 @@ typedef struct {
     char *buf;            // the file's bytes, each '\n' replaced by '\0'
     char **line;          // [n] pointers into buf
     size_t n;
+    size_t nul_line;      // 1 + the line of the first NUL byte, 0 if none
     int final_newline;    // the last line ended with '\n'
 } Text;
 
@@ -136,6 +143,11 @@ static int text_load(Text *t, const char *path)
     }
     buf[len] = '\0';
     t->buf = buf;
+    const char *nul = memchr(buf, '\0', len);
+    if (nul) {
+        t->nul_line = 1;
+        for (const char *q = buf; q < nul; q++) t->nul_line += *q == '\n';
+    }
     t->final_newline = len > 0 && buf[len - 1] == '\n';
     for (size_t i = 0; i < len; i++) t->n += buf[i] == '\n';
     t->n += len > 0 && !t->final_newline;
@@ -733,6 +745,33 @@ static int walk_chapter(Run *r, const char *path, const Text *md, Buf *out)
     return changed;
 }
 
+/* The C escape a control character is usually left from, or "". */
+static const char *escape_name(unsigned char c)
+{
+    switch (c) {
+    case '\a': return " (\\a, as in \\approx)";
+    case '\b': return " (\\b, as in \\beta)";
+    case '\t': return " (TAB, \\t as in \\tilde)";
+    case '\v': return " (\\v, as in \\vert)";
+    case '\f': return " (\\f, as in \\frac)";
+    case '\r': return " (\\r, a CRLF line end or \\rho)";
+    default: return "";
+    }
+}
+
+/* Report every control character in the chapter (the newline excepted). */
+static void check_controls(Run *r, const char *path, const Text *md)
+{
+    if (md->nul_line)
+        problem(r, "%s:%zu: NUL byte (a chapter is text)", path, md->nul_line);
+    for (size_t i = 0; i < md->n; i++)
+        for (const unsigned char *p = (const unsigned char *)md->line[i]; *p; p++)
+            if (*p < 0x20 || *p == 0x7f)
+                problem(r, "%s:%zu:%zu: control character 0x%02X%s", path, i + 1,
+                        (size_t)(p - (const unsigned char *)md->line[i]) + 1, *p,
+                        escape_name(*p));
+}
+
 static void do_chapter(Run *r, const char *path)
 {
     Text md;
@@ -741,6 +780,7 @@ static void do_chapter(Run *r, const char *path)
         return;
     }
     r->chapters++;
+    check_controls(r, path, &md);
     Buf out = {0};
     int changed = walk_chapter(r, path, &md, &out);
     if (r->fix && changed > 0) {

@@ -289,5 +289,18 @@ awk 'BEGIN { printf "%s\n", "<!-- code: src/m.c#foo -->"; printf "```c\n";
              for (i = 0; i < 200000; i++) printf "x"; printf "\n```\n" }' | chapter
 check "a very long line is just a difference" 1 "differs from the source"
 
+printf '# Test\n\n$\tilde\\mu = 0$\n' | chapter   # printf turns \t into TAB
+check "a TAB left from backslash-tilde fails with line and column" 1 "book/t.md:3:2: control character 0x09"
+printf '# Test\n\n$x \approx 0$\n' | chapter   # printf turns \a into BEL
+check "a BEL left from backslash-approx fails" 1 "book/t.md:3:4: control character 0x07"
+printf '# Test\r\n' | chapter
+check "a CR (CRLF line end) fails" 1 "book/t.md:1:7: control character 0x0D"
+printf '# Test\n\nx\0y\n' | chapter
+check "a NUL byte fails" 1 "book/t.md:3: NUL byte"
+printf '# Test\177\n' | chapter
+check "a DEL fails" 1 "book/t.md:1:7: control character 0x7F"
+printf '# Test \342\211\210 \302\267 ok\n' | chapter
+check "UTF-8 text is not a control character" 0 "0 excerpts in 1 chapter match"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
