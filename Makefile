@@ -19,8 +19,10 @@ LDLIBS  = $(PKG_LIBS) -lm -fopenmp
 
 B        = build
 
-# make chapterN DATA=path/to/cifar-10-batches-bin uses that data set; MINUTES=
-# sets the training budget of the chapters that train (6, 7).
+# make chapterN DATA=path/to/cifar-10-batches-bin uses that data set.
+# MINUTES=N is the training time of each model a target trains, in minutes:
+# the demo model of make demo / model / chapter7 / chapter8 (default 15) and
+# each of chapter 6's two models (default 6).
 ifdef DATA
 export DDPM_DATA := $(DATA)
 endif
@@ -96,7 +98,7 @@ bench: $(patsubst tests/%.c,$(B)/%,$(wildcard tests/bench_*.c))
 debug:
 	$(MAKE) --no-print-directory B=build/debug OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" run-tests
 
-# Run every chapter's notebook (the main job until the trainer lands).
+# Run every chapter's notebook, in order.
 CHAPTERS := $(sort $(foreach n,$(NOTEBOOKS),$(patsubst ch0%,%,$(firstword $(subst _, ,$(n))))))
 notebooks: $(addprefix chapter,$(CHAPTERS))
 

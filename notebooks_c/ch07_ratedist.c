@@ -13,6 +13,7 @@
  * EVAL_N (default 32) is the number of test images, DDPM_DATA the data set.
  * Seed 0 and one batch of up to 50 images: the numbers are those of
  * `ddpm rd --ckpt $CKPT --n $EVAL_N`.
+ *   build/nb/ch07_ratedist data   only the data set's numbers (no model)
  */
 #include <math.h>
 #include <stdio.h>
@@ -40,8 +41,9 @@ static int load_model(const char *path, Loaded *L, Error *err)
     return 0;
 }
 
-// Seconds per image-timestep measured on the team's machine (2 cores): the
-// tiny U-Net ~7 ms; the others scaled by their forward GFLOP (DESIGN.md).
+// Seconds per image-timestep, for the time estimate printed before a run: the
+// tiny U-Net took ~7 ms on two cores (AVX2+FMA); the others are scaled by
+// their forward GFLOP per 32x32x3 image (tiny 0.566, small 3.20, paper 12.44).
 static double seconds_per_step(const char *config)
 {
     if (!strcmp(config, "small")) return 0.007 * 3.20 / 0.566;
@@ -161,11 +163,71 @@ static double evaluate(const Loaded *L, const Dataset *test, const real *x0, int
     return progress_now() - pr.start;
 }
 
-int main(void)
+/* ---- Section "data": the numbers of the data set the chapter quotes ----------
+ *   build/nb/ch07_ratedist data      (DDPM_DATA=path picks the data set)
+ * needs no model. On the test split: E[x0^2] and the prior term L_T it gives
+ * (Eq. 5's KL(q(x_T|x0) || N(0, I)) per dimension, in bits); the RMSE on
+ * [0, 255] of the training split's mean image, over the whole test split and
+ * over the first EVAL_N (32) test images that make chapter7 evaluates; and
+ * the share of those images' pixels that are exactly 0 or 255.              */
+static int section_data(int N)
+{
+    Dataset train, test;
+    Error err;
+    const char *path = data_default_path();
+    if (data_load(&train, path, 1, &err) < 0 || data_load(&test, path, 0, &err) < 0) {
+        fprintf(stderr, "ch07: %s\n", err.msg);
+        return 1;
+    }
+    size_t D = (size_t)test.c * test.h * test.w;
+    real *x0 = malloc(sizeof(real) * (size_t)test.n * D);
+    int *idx = malloc(sizeof(int) * (size_t)test.n);
+    for (int i = 0; i < test.n; i++) idx[i] = i;
+    data_batch(&test, x0, idx, test.n, NULL);
+    if (N > test.n) N = test.n;
+    double ex2 = 0, prior = 0, zeros = 0, full = 0;
+    Schedule s;
+    if (schedule_init(&s, "linear", 1000, 1e-4, 0.02, &err) < 0) return 1;
+    double ab = s.alphas_cumprod[s.T - 1];
+    for (size_t i = 0; i < (size_t)test.n * D; i++) {
+        double x = x0[i];
+        ex2 += x * x;
+        prior += 0.5 * (-1 - log(1 - ab) + (1 - ab) + ab * x * x);   // normal_kl, per dimension
+    }
+    ex2 /= (double)test.n * D;
+    prior /= (double)test.n * D * log(2.0);
+    for (size_t i = 0; i < (size_t)N * D; i++) {
+        zeros += x0[i] == -1;
+        full += x0[i] == 1;
+    }
+    printf("%s, test split (%d images), paper schedule (abar_T = %.3g)\n", test.name, test.n, ab);
+    printf("  E[x0^2]                                      %.3f\n", ex2);
+    printf("  L_T = KL(q(x_T|x0) || N(0,I)), bits/dim      %.2e  (abar_T E[x0^2] / (2 ln 2) = %.2e)\n",
+           prior, ab * ex2 / (2 * log(2.0)));
+    printf("  RMSE of the training mean image, [0,255]     %.2f  (all test images)\n",
+           mean_image_rmse(&train, x0, test.n));
+    printf("  RMSE of the training mean image, [0,255]     %.2f  (first %d test images)\n",
+           mean_image_rmse(&train, x0, N), N);
+    printf("  pixels exactly 0 / 255 in those %d images     %.1f%% / %.1f%%\n", N,
+           100 * zeros / ((double)N * D), 100 * full / ((double)N * D));
+    schedule_free(&s);
+    free(x0);
+    free(idx);
+    data_free(&train);
+    data_free(&test);
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     gemm_set_threads(1);   // one thread pool: OpenMP splits the work, BLAS runs inside (chapter 00)
     const char *ckpt = getenv("CKPT"), *en = getenv("EVAL_N"), *path = data_default_path();
     int N = en && atoi(en) > 0 ? atoi(en) : 32;
+    if (argc > 1) {
+        if (strcmp(argv[1], "data") == 0) return section_data(N);
+        fprintf(stderr, "ch07: unknown section '%s' (data)\n", argv[1]);
+        return 2;
+    }
     if (!ckpt || !*ckpt) {
         fprintf(stderr, "ch07: set CKPT to a checkpoint (make chapter7 does)\n");
         return 1;

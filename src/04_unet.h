@@ -2,7 +2,7 @@
  *
  * Chapter 04 of the book (book/04_unet.md). The network of the paper's
  * CIFAR-10 model (official code: models/unet.py), with the parameter names of
- * the PyTorch port (DESIGN.md), so checkpoints move between the two.
+ * the PyTorch port (chapter 04's naming table), so checkpoints move between the two.
  *
  * Shapes: x [N, in_ch, R, R] (R = resolution), t [N] integer timesteps in
  * 0..T-1 (code t = paper t - 1), output [N, out_ch, R, R].

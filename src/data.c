@@ -189,7 +189,7 @@ static int cifar_read_batch(Dataset *d, const char *path, int first, Error *err)
 }
 
 // "CIFAR-10", or "CIFAR-10 (JPEG q75 copy)" when the folder's README.md
-// says it holds the team's JPEG-decoded copy (bits/dim are not comparable).
+// says it holds a JPEG-decoded copy (bits/dim are not comparable).
 static void cifar_name(Dataset *d, const char *dir)
 {
     char path[4096];

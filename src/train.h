@@ -73,7 +73,8 @@ int  train_run(Trainer *tr, const Dataset *data, Error *err);
 
 // A trained model to evaluate or sample from: the network (its EMA weights
 // when want_ema is set and the checkpoint has them), and the schedule and
-// diffusion its train.* metadata describes (DESIGN.md's linear schedule).
+// diffusion its train.* metadata describes (the paper's linear schedule,
+// beta 1e-4 -> 0.02, with the file's train.T, 1000 if absent).
 typedef struct TrainedModel {
     UNet net;
     Schedule sched;
