@@ -27,6 +27,7 @@
  * Kernels accumulate gradients (+=); scratch memory comes from an Arena.
  */
 #include "02_conv.h"
+#include "02_winograd.h"
 
 #include <omp.h>
 #include <string.h>
@@ -38,13 +39,13 @@
 // While the cores share out a conv's chunks, each GEMM must run on one
 // thread (two thread pools on two cores would fight over them). These switch
 // the BLAS to one thread and back to whatever the caller had set.
-static int blas_one_thread(int parallel)
+int conv_blas_serial(int parallel)
 {
     if (!parallel || gemm_threads() == 1) return 0;
     return gemm_set_threads(1);
 }
 
-static void blas_restore(int was)
+void conv_blas_restore(int was)
 {
     if (was) gemm_set_threads(was);
 }
@@ -210,14 +211,14 @@ static void conv_chunk_forward(real *out, const real *x, const real *w, const re
 // out [N, Cout, Ho, Wo] = conv(x [N, Cin, H, W], w [Cout, Cin, k, k]) + b,
 // chunk by chunk (see conv_plan), each core with its own col and y from
 // `scratch` and one-thread GEMMs.
-void conv2d_forward(real *out, const real *x, const real *w, const real *b,
-                    const ConvShape *s, Arena *scratch)
+void conv2d_forward_im2col(real *out, const real *x, const real *w, const real *b,
+                           const ConvShape *s, Arena *scratch)
 {
     ConvPlan p = conv_plan(s);
     size_t HWo = (size_t)s->Ho * s->Wo, xs = (size_t)s->Cin * s->H * s->W;
     size_t per = p.col_size + p.y_size, mark = arena_mark(scratch);
     real *scr = arena_alloc(scratch, per * p.threads * sizeof(real));
-    int blas = blas_one_thread(p.threads > 1);
+    int blas = conv_blas_serial(p.threads > 1);
     #pragma omp parallel for schedule(static) num_threads(p.threads)
     for (int c = 0; c < p.n_chunks; c++) {
         int n0 = c * p.nb, m = s->N - n0 < p.nb ? s->N - n0 : p.nb;
@@ -225,7 +226,7 @@ void conv2d_forward(real *out, const real *x, const real *w, const real *b,
         conv_chunk_forward(out + (size_t)n0 * s->Cout * HWo, x + n0 * xs, w, b, s, m, p.direct,
                            col, col + p.col_size);
     }
-    blas_restore(blas);
+    conv_blas_restore(blas);
     arena_release(scratch, mark);
 }
 
@@ -279,19 +280,18 @@ static void conv_chunk_backward(real *dx, real *dw, const real *dout, const real
 // in the forward; each core sums its chunks' dw into its own zeroed copy
 // (core 0 straight into dw), and the copies are added at the end, in a
 // fixed order, so the result does not depend on timing.
-void conv2d_backward(real *dx, real *dw, real *db, const real *dout,
-                     const real *x, const real *w, const ConvShape *s, Arena *scratch)
+void conv2d_backward_im2col(real *dx, real *dw, const real *dout, const real *x,
+                            const real *w, const ConvShape *s, Arena *scratch)
 {
     ConvPlan p = conv_plan(s);
     size_t HWo = (size_t)s->Ho * s->Wo, xs = (size_t)s->Cin * s->H * s->W;
     size_t nw = (size_t)s->Cout * s->Cin * s->k * s->k, per = p.col_size + p.y_size;
-    if (db) conv_bias_backward(db, dout, s->N, s->Cout, HWo);
     if (!dx && !dw) return;
     size_t mark = arena_mark(scratch);
     real *scr = arena_alloc(scratch, per * p.threads * sizeof(real));
     real *dw_copies = dw && p.threads > 1
         ? arena_calloc(scratch, (p.threads - 1) * nw * sizeof(real)) : NULL;
-    int blas = blas_one_thread(p.threads > 1);
+    int blas = conv_blas_serial(p.threads > 1);
     #pragma omp parallel for schedule(static) num_threads(p.threads)
     for (int c = 0; c < p.n_chunks; c++) {
         int t = omp_get_thread_num(), n0 = c * p.nb, m = s->N - n0 < p.nb ? s->N - n0 : p.nb;
@@ -300,8 +300,25 @@ void conv2d_backward(real *dx, real *dw, real *db, const real *dout,
                             x + n0 * xs, w, s, m, p.direct, col, col + p.col_size);
     }
     for (int t = 1; t < p.threads && dw; t++) vec_axpy(dw, 1, dw_copies + (t - 1) * nw, nw);
-    blas_restore(blas);
+    conv_blas_restore(blas);
     arena_release(scratch, mark);
+}
+
+// The two routes: Winograd F(2x2, 3x3) for the 3x3 stride-1 convs (most of
+// the U-Net's flops, 02_winograd.c), im2col for the rest.
+void conv2d_forward(real *out, const real *x, const real *w, const real *b,
+                    const ConvShape *s, Arena *scratch)
+{
+    if (winograd_applies(s)) winograd_forward(out, x, w, b, s, scratch);
+    else conv2d_forward_im2col(out, x, w, b, s, scratch);
+}
+
+void conv2d_backward(real *dx, real *dw, real *db, const real *dout,
+                     const real *x, const real *w, const ConvShape *s, Arena *scratch)
+{
+    if (db) conv_bias_backward(db, dout, s->N, s->Cout, (size_t)s->Ho * s->Wo);
+    if (winograd_applies(s)) winograd_backward(dx, dw, dout, x, w, s, scratch);
+    else conv2d_backward_im2col(dx, dw, dout, x, w, s, scratch);
 }
 
 static void conv2d_node(Tape *tp, Node *nd)

@@ -37,6 +37,16 @@ void conv2d_forward(real *out, const real *x, const real *w, const real *b,
 // dout [N,Cout,Ho,Wo]; accumulates into dx, dw, db (any may be NULL).
 void conv2d_backward(real *dx, real *dw, real *db, const real *dout,
                      const real *x, const real *w, const ConvShape *s, Arena *scratch);
+// The two routes they choose between: im2col + one GEMM (any shape; below)
+// and Winograd F(2x2, 3x3) for 3x3 stride 1 pad 1 (02_winograd.h).
+void conv2d_forward_im2col(real *out, const real *x, const real *w, const real *b,
+                           const ConvShape *s, Arena *scratch);
+void conv2d_backward_im2col(real *dx, real *dw, const real *dout, const real *x,
+                            const real *w, const ConvShape *s, Arena *scratch);
+// While the cores share out a conv's chunks each GEMM runs on one thread:
+// switch the BLAS to one thread (returns what to restore), and back.
+int  conv_blas_serial(int parallel);
+void conv_blas_restore(int was);
 
 // GroupNorm on x [N, C, HW]: per sample, per group of C/G channels, normalise
 // to zero mean and unit variance (eps inside the sqrt), then

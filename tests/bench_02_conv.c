@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "02_conv.h"
+#include "02_winograd.h"
 #include "bench.h"
 
 typedef struct Layer {
@@ -114,15 +114,20 @@ typedef struct Bench {
     Arena *scratch;
 } Bench;
 
-enum { T_FWD, T_BWD, T_G1_FWD, T_G1_BWD, T_G2_FWD, T_G2_BWD, N_T };
+enum { T_FWD, T_BWD, T_WFWD, T_WBWD, T_G1_FWD, T_G1_BWD, T_G2_FWD, T_G2_BWD, N_T };
 
 static void run(Bench *k, int item)
 {
     switch (item) {
-    case T_FWD: conv2d_forward(k->out, k->x, k->w, k->b, &k->s, k->scratch); break;
+    case T_FWD: conv2d_forward_im2col(k->out, k->x, k->w, k->b, &k->s, k->scratch); break;
     case T_BWD:
-        conv2d_backward(k->need_dx ? k->dx : NULL, k->dw, k->db, k->out, k->x, k->w, &k->s,
-                        k->scratch);
+        conv2d_backward_im2col(k->need_dx ? k->dx : NULL, k->dw, k->out, k->x, k->w, &k->s,
+                               k->scratch);
+        break;
+    case T_WFWD: winograd_forward(k->out, k->x, k->w, k->b, &k->s, k->scratch); break;
+    case T_WBWD:
+        winograd_backward(k->need_dx ? k->dx : NULL, k->dw, k->out, k->x, k->w, &k->s,
+                          k->scratch);
         break;
     case T_G1_FWD: gemms_run(&k->g, 1, 0, k->g.N); break;
     case T_G1_BWD: gemms_run(&k->g, 0, 0, k->g.N); break;
@@ -151,6 +156,7 @@ static void bench_layer(double *t, const Layer *l, int B, Arena *scratch, Rng *r
     for (int i = 0; i < N_T; i++) t[i] = 1e30;
     for (int round = 0; round < ROUNDS; round++)
         for (int i = 0; i < N_T; i++) {
+            if ((i == T_WFWD || i == T_WBWD) && !winograd_applies(&k.s)) continue;
             double start = bench_now(), scale = i < T_G1_FWD ? 1 : (double)N / Nc;
             do {
                 double t0 = bench_now();
@@ -170,16 +176,17 @@ int main(int argc, char **argv)
     arena_init(&scratch, 64 << 20);
     Rng r;
     rng_seed(&r, 1, 0);
-    printf("conv2d at batch %d (%s), GFLOP/s. gemm1 = gemm() alone at the conv's\n"
-           "M = Cout, N = B*Ho*Wo, K = Cin*k*k as one call (OpenBLAS's threads);\n"
-           "gemm2 = the same flops as one one-thread call per core (how conv2d\n"
-           "runs them). ratio = conv / max(gemm1, gemm2). Backward = dx and dw\n"
-           "(2x the forward's flops; conv_in: dw only). Best of %d rounds.\n\n",
+    printf("conv2d at batch %d (%s), GFLOP/s of the convolution's own flops\n"
+           "(2 N Cout Ho Wo Cin k k per forward, whatever the route computes).\n"
+           "im2col = im2col + one GEMM per chunk; wino = Winograd F(2x2,3x3) (3x3 stride 1\n"
+           "only); gemm = the better of one GEMM at M = Cout, N = B*Ho*Wo, K = Cin*k*k\n"
+           "on OpenBLAS's threads and the same cut in one one-thread call per core.\n"
+           "Backward = dx and dw (2x the forward's flops; conv_in: dw only). x = wino\n"
+           "speed / im2col speed. Best of %d interleaved rounds.\n\n",
            B, sizeof(real) == 4 ? "float" : "double", ROUNDS);
     printf("%-5s %-18s %-15s %6s | %6s %6s %6s %5s | %6s %6s %6s %5s\n", "net", "layer",
-           "Cin>Cout@HxW", "GFLOP", "fwd", "gemm1", "gemm2", "ratio", "bwd", "gemm1",
-           "gemm2", "ratio");
-    double tot[N_T] = {0};
+           "Cin>Cout@HxW", "GFLOP", "im2col", "wino", "gemm", "x", "im2col", "wino", "gemm", "x");
+    double tot[N_T] = {0}, best[2] = {0};
     for (int i = 0; i < N_LAYERS; i++) {
         const Layer *l = &layers[i];
         int capped;
@@ -187,21 +194,31 @@ int main(int argc, char **argv)
         bench_layer(t, l, B, &scratch, &r, &capped);
         ConvShape s = layer_shape(l, B);
         double f = conv2d_flops(&s) * 1e-9, fb = f * (l->Cin > 3 ? 2 : 1);
-        char shape[32];
+        int w = winograd_applies(&s);
+        char shape[32], wf[16] = "     -", wb[16] = "     -", xf[16] = "    -", xb[16] = "    -";
         snprintf(shape, sizeof shape, "%d>%d@%d%s%s", l->Cin, l->Cout, l->H,
                  l->k == 1 ? " 1x1" : "", l->stride > 1 ? " s2" : "");
-        printf("%-5s %-18s %-15s %6.2f | %6.1f %6.1f %6.1f %4.0f%% | %6.1f %6.1f %6.1f %4.0f%%%s\n",
-               l->net, l->what, shape, f, f / t[T_FWD], f / t[T_G1_FWD], f / t[T_G2_FWD],
-               100 * fmin(t[T_G1_FWD], t[T_G2_FWD]) / t[T_FWD], fb / t[T_BWD],
-               fb / t[T_G1_BWD], fb / t[T_G2_BWD],
-               100 * fmin(t[T_G1_BWD], t[T_G2_BWD]) / t[T_BWD], capped ? " *" : "");
+        if (w) {
+            snprintf(wf, sizeof wf, "%6.1f", f / t[T_WFWD]);
+            snprintf(wb, sizeof wb, "%6.1f", fb / t[T_WBWD]);
+            snprintf(xf, sizeof xf, "%4.2fx", t[T_FWD] / t[T_WFWD]);
+            snprintf(xb, sizeof xb, "%4.2fx", t[T_BWD] / t[T_WBWD]);
+        }
+        printf("%-5s %-18s %-15s %6.2f | %6.1f %s %6.1f %s | %6.1f %s %6.1f %s%s\n",
+               l->net, l->what, shape, f, f / t[T_FWD], wf,
+               f / fmin(t[T_G1_FWD], t[T_G2_FWD]), xf, fb / t[T_BWD], wb,
+               fb / fmin(t[T_G1_BWD], t[T_G2_BWD]), xb, capped ? " *" : "");
         fflush(stdout);
         for (int k = 0; k < N_T; k++) tot[k] += t[k];
+        best[0] += w ? fmin(t[T_FWD], t[T_WFWD]) : t[T_FWD];
+        best[1] += w ? fmin(t[T_BWD], t[T_WBWD]) : t[T_BWD];
     }
-    printf("\nall layers, time-weighted: conv fwd at %.0f%% of the better GEMM (gemm1 %.0f%%),"
-           " bwd at %.0f%% (gemm1 %.0f%%)\n", 100 * fmin(tot[T_G1_FWD], tot[T_G2_FWD]) / tot[T_FWD],
-           100 * tot[T_G1_FWD] / tot[T_FWD], 100 * fmin(tot[T_G1_BWD], tot[T_G2_BWD]) / tot[T_BWD],
-           100 * tot[T_G1_BWD] / tot[T_BWD]);
+    printf("\nall layers, time-weighted: im2col conv at %.0f%% of the GEMM ceiling forward,"
+           " %.0f%% backward;\nwith Winograd where it is faster, the same layers take %.2fx"
+           " less time forward, %.2fx backward\n",
+           100 * fmin(tot[T_G1_FWD], tot[T_G2_FWD]) / tot[T_FWD],
+           100 * fmin(tot[T_G1_BWD], tot[T_G2_BWD]) / tot[T_BWD], tot[T_FWD] / best[0],
+           tot[T_BWD] / best[1]);
     printf("(GFLOP = one forward of the layer at this batch; * = GEMM ceiling measured at\n"
            " a narrower N and scaled, to keep its operands under 256 MB)\n");
     arena_free(&scratch);

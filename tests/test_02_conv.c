@@ -165,6 +165,8 @@ static const int conv_cases[][10] = {
     {19, 6, 8, 8, 5, 3, 2, 0, 0, 1},
     {5, 32, 8, 8, 16, 3, 1, 1, 1, 1},
     {4, 24, 16, 16, 8, 1, 1, 0, 0, 0},
+    {3, 4, 7, 9, 6, 3, 1, 1, 1, 1},      // odd H and W: Winograd's last tiles are cut
+    {3, 5, 32, 32, 7, 3, 1, 1, 1, 1},    // 256 tiles: one image per Winograd GEMM
 };
 #define N_CONV_CASES (int)(sizeof conv_cases / sizeof conv_cases[0])
 
@@ -174,7 +176,9 @@ static ConvShape case_shape(int i)
     return conv_shape(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[9]);
 }
 
-START_TEST(conv_matches_direct)
+// route 0: conv2d_forward/backward as the U-Net calls them (Winograd for the
+// 3x3 stride-1 cases); route 1: the im2col route for every case.
+static void check_against_direct(int _i, int route)
 {
     ConvShape s = case_shape(_i);
     Arena ar;
@@ -189,10 +193,11 @@ START_TEST(conv_matches_direct)
     rng_fill_normal(&r, x, nx, 0, 1);
     rng_fill_normal(&r, w, nw, 0, 1);
     rng_fill_normal(&r, b, s.Cout, 0, 1);
-    conv2d_forward(out, x, w, b, &s, &ar);
+    if (route) conv2d_forward_im2col(out, x, w, b, &s, &ar);
+    else conv2d_forward(out, x, w, b, &s, &ar);
     conv_direct(ref, x, w, b, &s);
     double e = rel_diff(out, ref, no);
-    ck_assert_msg(e <= REL, "case %d forward: relative error %g", _i, e);
+    ck_assert_msg(e <= REL, "case %d route %d forward: relative error %g", _i, route, e);
 
     // Backward: start the gradients at 1 to see that they are accumulated.
     real *dout = arena_alloc(&ar, no * sizeof(real)), *dx = arena_alloc(&ar, nx * sizeof(real));
@@ -204,12 +209,30 @@ START_TEST(conv_matches_direct)
     for (size_t i = 0; i < nx; i++) rdx[i] = 1;
     for (size_t i = 0; i < nw; i++) rdw[i] = 1;
     for (int i = 0; i < s.Cout; i++) rdb[i] = 1;
-    conv2d_backward(dx, dw, db, dout, x, w, &s, &ar);
+    if (route) {
+        conv2d_backward_im2col(dx, dw, dout, x, w, &s, &ar);
+        conv2d_backward(NULL, NULL, db, dout, x, w, &s, &ar);
+    } else {
+        conv2d_backward(dx, dw, db, dout, x, w, &s, &ar);
+    }
     conv_direct_backward(rdx, rdw, rdb, dout, x, w, &s);
-    ck_assert_msg(rel_diff(dx, rdx, nx) <= REL, "case %d dx: %g", _i, rel_diff(dx, rdx, nx));
-    ck_assert_msg(rel_diff(dw, rdw, nw) <= REL, "case %d dw: %g", _i, rel_diff(dw, rdw, nw));
+    ck_assert_msg(rel_diff(dx, rdx, nx) <= REL, "case %d route %d dx: %g", _i, route,
+                  rel_diff(dx, rdx, nx));
+    ck_assert_msg(rel_diff(dw, rdw, nw) <= REL, "case %d route %d dw: %g", _i, route,
+                  rel_diff(dw, rdw, nw));
     ck_assert_msg(rel_diff(db, rdb, s.Cout) <= REL, "case %d db", _i);
     arena_free(&ar);
+}
+
+START_TEST(conv_matches_direct)
+{
+    check_against_direct(_i, 0);
+}
+END_TEST
+
+START_TEST(conv_im2col_matches_direct)
+{
+    check_against_direct(_i, 1);
 }
 END_TEST
 
@@ -546,6 +569,7 @@ Suite *suite_02_conv(void)
     tcase_add_test(core, conv_shape_sizes);
     tcase_add_test(core, conv_by_hand);
     tcase_add_loop_test(core, conv_matches_direct, 0, N_CONV_CASES);
+    tcase_add_loop_test(core, conv_im2col_matches_direct, 0, N_CONV_CASES);
     tcase_add_test(core, group_norm_by_hand);
     tcase_add_test(core, group_norm_matches_direct);
     tcase_add_test(core, upsample_by_hand);
