@@ -39,7 +39,7 @@ NOTEBOOKS := $(patsubst notebooks_c/%.c,%,$(wildcard notebooks_c/ch*.c))
 DEPS = gcc make check pkg-config libopenblas-dev zlib1g-dev libpng-dev \
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
-.PHONY: all deps test run-tests book-check book-sync book bench data \
+.PHONY: all deps bench-deps test run-tests book-check book-sync book bench data \
         notebooks clean help debug model demo
 .DEFAULT_GOAL := all
 
@@ -53,16 +53,27 @@ help:
 
 # Install the Debian packages the project needs; quiet when all are present.
 deps:
-	@missing=""; for p in $(DEPS); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
-	    || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" != 0 ]; then \
-	  echo "missing Debian packages:$$missing"; \
-	  echo "run:  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
-	echo "make deps: installing$$missing"; \
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
-	  && echo "make deps: done"
+	@$(call install_missing,$(DEPS))
+
+# What make bench compares against: Debian's PyTorch (never needed by make test).
+BENCH_DEPS = python3-torch python3-numpy
+bench-deps:
+	@$(call install_missing,$(BENCH_DEPS))
+
+# $(call install_missing,packages): as root, apt-get install the missing ones;
+# otherwise print the exact command and fail.
+define install_missing
+missing=""; for p in $(1); do \
+  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
+    || missing="$$missing $$p"; done; \
+if [ -z "$$missing" ]; then exit 0; fi; \
+if [ "$$(id -u)" != 0 ]; then \
+  echo "missing Debian packages:$$missing"; \
+  echo "run:  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
+echo "make: installing$$missing"; \
+apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
+  && echo "make: done"
+endef
 
 # Build and run every Check suite, float then double; ends on Check's summary.
 test:
@@ -90,9 +101,10 @@ book-sync: $(B)/bookcheck
 book: book-check
 	sh tools/book.sh $(B)/book
 
-# Speed: every tests/bench_*.c program (GEMM, layers, ...), as ratios, never asserted.
-bench: $(patsubst tests/%.c,$(B)/%,$(wildcard tests/bench_*.c))
-	@for b in $^; do echo "== $$b"; $$b || exit 1; done
+# Speed: every tests/bench_*.c program (GEMM, layers, the U-Net against
+# PyTorch, installed first), as measurements, never asserted.
+bench: deps bench-deps $(patsubst tests/%.c,$(B)/%,$(wildcard tests/bench_*.c))
+	@for b in $(filter $(B)/bench_%,$^); do echo "== $$b"; $$b || exit 1; done
 
 # Address and undefined-behaviour sanitizers over the whole test suite.
 debug:
