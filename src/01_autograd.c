@@ -298,15 +298,15 @@ void sigmoid_backward(real *dx, const real *dout, const real *out, size_t n)
 
 void silu_forward(real *out, const real *x, size_t n)
 {
-    #pragma omp parallel for if (n > 32768)
-    for (size_t i = 0; i < n; i++) out[i] = x[i] / (1 + exp(-x[i]));
+    #pragma omp parallel for simd if (n > 32768)
+    for (size_t i = 0; i < n; i++) out[i] = x[i] / (1 + exp_vec(-x[i]));
 }
 
 void silu_backward(real *dx, const real *dout, const real *x, size_t n)
 {
-    #pragma omp parallel for if (n > 32768)
+    #pragma omp parallel for simd if (n > 32768)
     for (size_t i = 0; i < n; i++) {
-        real s = 1 / (1 + exp(-x[i]));
+        real s = 1 / (1 + exp_vec(-x[i]));
         dx[i] += dout[i] * s * (1 + x[i] * (1 - s));
     }
 }

@@ -170,6 +170,7 @@ static void input_transform(real *V, const real *x, int m, const ConvShape *s,
             for (int ty = 0; ty < p->th; ty++) {
                 // B^T down the columns: rows 2ty .. 2ty+3 of the bordered plane
                 const real *e0 = pe + (size_t)2 * ty * h, *o0 = po + (size_t)2 * ty * h;
+                #pragma omp simd
                 for (int k = 0; k < h; k++) {
                     BT(e0[k], e0[h + k], e0[2 * h + k], e0[3 * h + k],
                        E[k], E[h + k], E[2 * h + k], E[3 * h + k]);
@@ -181,6 +182,7 @@ static void input_transform(real *V, const real *x, int m, const ConvShape *s,
                     const real *Ea = E + a * h, *Oa = O + a * h;
                     real *v0 = v + (size_t)4 * a * stride + (size_t)ty * tw, *v1 = v0 + stride,
                          *v2 = v1 + stride, *v3 = v2 + stride;
+                    #pragma omp simd
                     for (int tx = 0; tx < tw; tx++)
                         BT(Ea[tx], Oa[tx], Ea[tx + 1], Oa[tx + 1], v0[tx], v1[tx], v2[tx], v3[tx]);
                 }
@@ -207,11 +209,13 @@ static void input_transform_backward(real *dx, const real *dV, int m, const Conv
                     const real *v0 = v + (size_t)4 * a * stride + (size_t)ty * tw, *v1 = v0 + stride,
                                *v2 = v1 + stride, *v3 = v2 + stride;
                     real *Ea = E + a * h, *Oa = O + a * h;
+                    #pragma omp simd
                     for (int tx = 0; tx < tw; tx++) {
                         Ea[tx] = v0[tx];
                         Oa[tx] = v1[tx] - v2[tx] + v3[tx];
                     }
                     Ea[tw] = Oa[tw] = 0;
+                    #pragma omp simd
                     for (int tx = 0; tx < tw; tx++) {
                         Ea[tx + 1] += v1[tx] + v2[tx] - v0[tx];
                         Oa[tx + 1] -= v3[tx];
@@ -219,6 +223,7 @@ static void input_transform_backward(real *dx, const real *dV, int m, const Conv
                 }
                 // B down the columns: onto rows 2ty .. 2ty+3
                 real *e0 = pe + (size_t)2 * ty * h, *o0 = po + (size_t)2 * ty * h;
+                #pragma omp simd
                 for (int k = 0; k < h; k++) {
                     real r0, r1, r2, r3;
                     B_(E[k], E[h + k], E[2 * h + k], E[3 * h + k], r0, r1, r2, r3);
@@ -240,57 +245,68 @@ static void input_transform_backward(real *dx, const real *dV, int m, const Conv
 /* ---- outputs: Y = A^T M A, and its transpose ------------------------------------ */
 
 // out [m, Cout, H, W] = A^T M A + b, a band of tiles (two output rows) at a
-// time, cut to H x W where H or W is odd. row: scratch [2, 2 tw].
+// time, cut to H x W where H or W is odd. The band's even and odd output
+// columns are formed apart (a vector loop along tx) and interleaved when
+// written. row: scratch [4, tw].
 static void output_transform(real *out, const real *M, const real *b, int m,
                              const ConvShape *s, const WinoPlan *p, real *row)
 {
     int tw = p->tw;
     size_t P = (size_t)m * p->tiles, st = (size_t)s->Cout * P, HW = (size_t)s->H * s->W;
-    real *r0 = row, *r1 = row + 2 * tw;
+    real *e0 = row, *o0 = row + tw, *e1 = row + 2 * tw, *o1 = row + 3 * tw;
     for (int j = 0; j < m; j++)
         for (int o = 0; o < s->Cout; o++) {
             real *y = out + ((size_t)j * s->Cout + o) * HW, bo = b ? b[o] : 0;
             for (int ty = 0; ty < p->th; ty++) {
-                const real *mm = M + (size_t)o * P + (size_t)j * p->tiles + (size_t)ty * tw;
+                const real *q = M + (size_t)o * P + (size_t)j * p->tiles + (size_t)ty * tw;
+                #pragma omp simd
                 for (int tx = 0; tx < tw; tx++) {
-                    real t[2][4];   // A^T M down the columns, then along the rows
-                    for (int k = 0; k < 4; k++)
-                        AT(mm[k * st + tx], mm[(4 + k) * st + tx], mm[(8 + k) * st + tx],
-                           mm[(12 + k) * st + tx], t[0][k], t[1][k]);
-                    AT(t[0][0], t[0][1], t[0][2], t[0][3], r0[2 * tx], r0[2 * tx + 1]);
-                    AT(t[1][0], t[1][1], t[1][2], t[1][3], r1[2 * tx], r1[2 * tx + 1]);
+                    real c0, c1, c2, c3, d0, d1, d2, d3;   // A^T M down the columns
+                    AT(q[tx], q[4 * st + tx], q[8 * st + tx], q[12 * st + tx], c0, d0);
+                    AT(q[st + tx], q[5 * st + tx], q[9 * st + tx], q[13 * st + tx], c1, d1);
+                    AT(q[2 * st + tx], q[6 * st + tx], q[10 * st + tx], q[14 * st + tx], c2, d2);
+                    AT(q[3 * st + tx], q[7 * st + tx], q[11 * st + tx], q[15 * st + tx], c3, d3);
+                    AT(c0, c1, c2, c3, e0[tx], o0[tx]);     // ... then along the rows
+                    AT(d0, d1, d2, d3, e1[tx], o1[tx]);
                 }
                 for (int a = 0; a < 2 && 2 * ty + a < s->H; a++) {
-                    real *dst = y + (size_t)(2 * ty + a) * s->W, *src = a ? r1 : r0;
-                    for (int x = 0; x < s->W; x++) dst[x] = src[x] + bo;
+                    real *dst = y + (size_t)(2 * ty + a) * s->W;
+                    const real *ev = a ? e1 : e0, *od = a ? o1 : o0;
+                    for (int x = 0; x < s->W; x++) dst[x] = (x & 1 ? od[x / 2] : ev[x / 2]) + bo;
                 }
             }
         }
 }
 
-// dM [16, Cout, P] = A dY A^T from dout [m, Cout, H, W] (zero past an odd edge).
+// dM [16, Cout, P] = A dY A^T from dout [m, Cout, H, W] (zero past an odd
+// edge): each band's two rows are split into even and odd columns first.
 static void output_transform_backward(real *dM, const real *dout, int m,
                                       const ConvShape *s, const WinoPlan *p, real *row)
 {
     int tw = p->tw;
     size_t P = (size_t)m * p->tiles, st = (size_t)s->Cout * P, HW = (size_t)s->H * s->W;
-    real *g0 = row, *g1 = row + 2 * tw;
-    memset(row, 0, 4 * (size_t)tw * sizeof(real));   // past an odd W stays zero
+    real *e0 = row, *o0 = row + tw, *e1 = row + 2 * tw, *o1 = row + 3 * tw;
+    memset(row, 0, 4 * (size_t)tw * sizeof(real));   // past an odd edge stays zero
     for (int j = 0; j < m; j++)
         for (int o = 0; o < s->Cout; o++) {
             const real *dy = dout + ((size_t)j * s->Cout + o) * HW;
             for (int ty = 0; ty < p->th; ty++) {
-                memcpy(g0, dy + (size_t)2 * ty * s->W, s->W * sizeof(real));
-                if (2 * ty + 1 < s->H) memcpy(g1, dy + (size_t)(2 * ty + 1) * s->W, s->W * sizeof(real));
-                else memset(g1, 0, s->W * sizeof(real));
-                real *mm = dM + (size_t)o * P + (size_t)j * p->tiles + (size_t)ty * tw;
+                for (int a = 0; a < 2; a++) {
+                    real *ev = a ? e1 : e0, *od = a ? o1 : o0;
+                    if (2 * ty + a >= s->H) { memset(row + 2 * a * tw, 0, 2 * tw * sizeof(real)); continue; }
+                    const real *src = dy + (size_t)(2 * ty + a) * s->W;
+                    for (int x = 0; x < s->W; x++) (x & 1 ? od : ev)[x / 2] = src[x];
+                }
+                real *q = dM + (size_t)o * P + (size_t)j * p->tiles + (size_t)ty * tw;
+                #pragma omp simd
                 for (int tx = 0; tx < tw; tx++) {
-                    real te[4], to[4];   // A dY down the columns (even, odd), then along the rows
-                    A_(g0[2 * tx], g1[2 * tx], te[0], te[1], te[2], te[3]);
-                    A_(g0[2 * tx + 1], g1[2 * tx + 1], to[0], to[1], to[2], to[3]);
-                    for (int i = 0; i < 4; i++)
-                        A_(te[i], to[i], mm[4 * i * st + tx], mm[(4 * i + 1) * st + tx],
-                           mm[(4 * i + 2) * st + tx], mm[(4 * i + 3) * st + tx]);
+                    real c0, c1, c2, c3, d0, d1, d2, d3;   // A dY down the columns (even c, odd d)
+                    A_(e0[tx], e1[tx], c0, c1, c2, c3);
+                    A_(o0[tx], o1[tx], d0, d1, d2, d3);
+                    A_(c0, d0, q[tx], q[st + tx], q[2 * st + tx], q[3 * st + tx]);   // ... along the rows
+                    A_(c1, d1, q[4 * st + tx], q[5 * st + tx], q[6 * st + tx], q[7 * st + tx]);
+                    A_(c2, d2, q[8 * st + tx], q[9 * st + tx], q[10 * st + tx], q[11 * st + tx]);
+                    A_(c3, d3, q[12 * st + tx], q[13 * st + tx], q[14 * st + tx], q[15 * st + tx]);
                 }
             }
         }

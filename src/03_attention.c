@@ -53,8 +53,9 @@ void softmax_forward(real *out, const real *x, int rows, int cols)
         real m = xr[0];
         for (int j = 1; j < cols; j++) m = xr[j] > m ? xr[j] : m;
         real z = 0;
+        #pragma omp simd reduction(+ : z)
         for (int j = 0; j < cols; j++) {
-            pr[j] = exp(xr[j] - m);
+            pr[j] = exp_vec(xr[j] - m);
             z += pr[j];
         }
         real inv = 1 / z;
