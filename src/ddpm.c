@@ -767,6 +767,9 @@ static int cmd_sample(int argc, char **argv)
                        : sample_images(&sm, x, f.m.n, C, R, R, f.m.seed, 0, &err);
     if (rc == 0) {
         progress_end(&pr, pr.total, NULL);
+        double secs = progress_now() - pr.start;
+        fprintf(stderr, "sampled %d images in %.1f s: %.3f images/s, %.2f ms per image-step\n",
+                f.m.n, secs, f.m.n / secs, 1e3 * secs / (double)pr.total);   // total: image-steps
         char npy[4096];
         npy_path(f.out, npy, sizeof npy);
         int shape[4] = {f.m.n, C, R, R};
