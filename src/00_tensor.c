@@ -357,7 +357,7 @@ void rng_fill_normal(Rng *r, real *x, size_t n, real mean, real std)
 
 void vec_fill(real *out, real v, size_t n)
 {
-    #pragma omp parallel for if (n > PAR_MIN)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = v;
 }
 
@@ -368,35 +368,36 @@ void vec_copy(real *out, const real *x, size_t n)
 
 void vec_add(real *out, const real *a, const real *b, size_t n)
 {
-    #pragma omp parallel for if (n > PAR_MIN)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void vec_sub(real *out, const real *a, const real *b, size_t n)
 {
-    #pragma omp parallel for if (n > PAR_MIN)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] - b[i];
 }
 
 void vec_mul(real *out, const real *a, const real *b, size_t n)
 {
-    #pragma omp parallel for if (n > PAR_MIN)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] * b[i];
 }
 
 void vec_scale(real *out, const real *x, real s, size_t n)
 {
-    #pragma omp parallel for if (n > PAR_MIN)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = s * x[i];
 }
 
 void vec_axpy(real *y, real alpha, const real *x, size_t n)
 {
     if (n <= PAR_MIN) {
+        #pragma omp simd
         for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
         return;
     }
-    #pragma omp parallel for
+    #pragma omp parallel for simd
     for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
@@ -409,6 +410,7 @@ double vec_sum(const real *x, size_t n)
 {
     double s = 0;
     if (n <= PAR_MIN) {
+        #pragma omp simd reduction(+ : s)
         for (size_t i = 0; i < n; i++) s += x[i];
         return s;
     }
@@ -426,6 +428,7 @@ double vec_dot(const real *a, const real *b, size_t n)
 {
     double s = 0;
     if (n <= PAR_MIN) {
+        #pragma omp simd reduction(+ : s)
         for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
         return s;
     }

@@ -425,6 +425,7 @@ void add_channel_forward(real *out, const real *x, const real *v,
         for (int c = 0; c < C; c++) {
             size_t o = ((size_t)n * C + c) * HW;
             real vc = v[per_sample ? n * C + c : c];
+            #pragma omp simd
             for (size_t i = 0; i < HW; i++) out[o + i] = x[o + i] + vc;
         }
 }
@@ -433,11 +434,13 @@ void add_channel_backward(real *dx, real *dv, const real *dout,
                           int N, int C, size_t HW, int per_sample)
 {
     if (dx) vec_axpy(dx, 1, dout, (size_t)N * C * HW);
-    if (dv)
-        for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++)
-                dv[per_sample ? n * C + c : c] +=
-                    vec_sum(dout + ((size_t)n * C + c) * HW, HW);
+    if (!dv) return;
+    // One channel (or one sample and channel) per iteration, the images in
+    // a fixed order: the cores share the work and the sums do not depend on timing.
+    #pragma omp parallel for if ((size_t)N * C * HW > 32768)
+    for (int k = 0; k < (per_sample ? N * C : C); k++)
+        for (int n = per_sample ? k / C : 0; n < (per_sample ? k / C + 1 : N); n++)
+            dv[k] += vec_sum(dout + ((size_t)n * C + k % C) * HW, HW);
 }
 
 void mul_channel_forward(real *out, const real *x, const real *v,
@@ -448,6 +451,7 @@ void mul_channel_forward(real *out, const real *x, const real *v,
         for (int c = 0; c < C; c++) {
             size_t o = ((size_t)n * C + c) * HW;
             real vc = v[per_sample ? n * C + c : c];
+            #pragma omp simd
             for (size_t i = 0; i < HW; i++) out[o + i] = x[o + i] * vc;
         }
 }

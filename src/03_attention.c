@@ -76,7 +76,9 @@ void softmax_backward(real *dx, const real *dout, const real *p, int rows, int c
         const real *pr = p + (size_t)r * cols;    // [cols]
         real *d = dx + (size_t)r * cols;          // [cols] dL/dx, accumulated
         real gp = 0;
+        #pragma omp simd reduction(+ : gp)
         for (int j = 0; j < cols; j++) gp += g[j] * pr[j];
+        #pragma omp simd
         for (int j = 0; j < cols; j++) d[j] += pr[j] * (g[j] - gp);
     }
 }
