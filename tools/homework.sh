@@ -89,6 +89,7 @@ grade_table() {
             print title
             printf "%-40s %7s  %s\n", "test", "points", "result"
             for (i = 1; i <= rows; i++) print row[i]
+            if (max == 0) { print "no graded tests in the page"; exit 1 }
             printf "total: %d/%d%s\n", got, max, got == max ? "  (full marks)" : ""
             exit got == max ? 0 : 1
         }' "$log" "$page"
@@ -115,7 +116,7 @@ build_runner() {
 
 cmd_copy() {
     n=$1 dir=$2
-    page=$(page_of "$n")
+    page=$(page_of "$n") || exit 2
     [ -e "$dir" ] && die "$dir exists; remove it first (it may hold a student's work)"
     mkdir -p "$dir/book/homework" || die "cannot create $dir"
     cp -R Makefile LICENSE src tests "$dir/" || die "cannot copy into $dir"
@@ -133,7 +134,7 @@ cmd_copy() {
 
 cmd_grade() {
     n=$1 sub=${2:-}
-    page=$(page_of "$n")
+    page=$(page_of "$n") || exit 2
     if [ -z "$sub" ]; then
         make --no-print-directory -s "$B/f64/run_tests" >/dev/null || die "the build failed (run make $B/f64/run_tests)"
         grade_table "$page" "$B/f64/run_tests"
@@ -205,7 +206,7 @@ cmd_selftest() {
     fi
     bad=0 nmut=0
     for n in "$@"; do
-        page=$(page_of "$n")
+        page=$(page_of "$n") || exit 2
         tree=$B/hwtest/hw$n
         out=$tree.out
         mkdir -p "$B/hwtest"
