@@ -42,7 +42,7 @@ DEPS = gcc make check pkg-config libopenblas-dev zlib1g-dev libpng-dev \
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
 .PHONY: all deps bench-deps test run-tests book-check book-sync book bench data \
-        notebooks clean help debug model demo
+        notebooks clean help debug model demo homework grade homework-test homework-answers
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -85,7 +85,8 @@ test:
 run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck
 	@sh tools/bookcheck_test.sh > $(B)/bookcheck_test.log 2>&1 || { cat $(B)/bookcheck_test.log; exit 1; }
 	@tail -n 1 $(B)/bookcheck_test.log
-	@$(B)/bookcheck book/*.md
+	@$(if $(wildcard book/0*.md),$(B)/bookcheck book/*.md,echo "no book chapters here: excerpt check skipped")
+	@$(if $(wildcard tools/homework_mutations.txt),$(MAKE) --no-print-directory homework-test)
 	@echo "== float build (core and golden tests) =="
 	@$(B)/f32/run_tests
 	@echo "== double build (core and gradient checks) =="
@@ -165,6 +166,35 @@ demo: deps model
 data:
 	@sh tools/get_cifar10.sh build/data
 
+# ---- homework (book/homework/) ----------------------------------------------
+# make homework HW=N [DIR=path]: a student copy with assignment N's functions
+# stubbed (default homework/hwN/). make grade: grade this copy (HW is read from
+# .homework in a student copy); make grade HW=N SUBMISSION=path: grade a
+# student's copy, taking only the files of assignment N from it.
+HW ?= $(shell cat .homework 2>/dev/null)
+DIR ?= homework/hw$(HW)
+homework: $(B)/stub
+	@[ -n "$(HW)" ] || { echo "make homework HW=N [DIR=path]"; exit 2; }
+	@sh tools/homework.sh copy $(HW) $(DIR)
+
+# Build and run the assignment's graded tests; a table, the total last.
+grade: $(B)/stub
+	@[ -n "$(HW)" ] || { echo "make grade HW=N [SUBMISSION=path]"; exit 2; }
+	@sh tools/homework.sh grade $(HW) $(SUBMISSION)
+
+# The grader's own test (part of make test): reference 100%, stubs 0,
+# every mutation of tools/homework_mutations.txt loses points.
+homework-test: $(B)/stub $(B)/f64/run_tests
+	@sh tools/homework.sh selftest > $(B)/homework_test.log 2>&1 || { cat $(B)/homework_test.log; exit 1; }
+	@tail -n 1 $(B)/homework_test.log
+
+# Print the numbers the homework's write-up questions ask for (the key in
+# book/homework/answers.md), computed by the reference code.
+homework-answers: $(B)/homework_answers
+	@$(B)/homework_answers
+$(B)/homework_answers: tools/homework_answers.c $(B)/f64/libddpm.a
+	$(CC) $(CFLAGS) -DDDPM_DOUBLE $< -o $@ $(B)/f64/libddpm.a $(LDLIBS)
+
 # Remove everything built (build/); figures/ and the sources stay.
 clean:
 	rm -rf build
@@ -193,16 +223,29 @@ $(B)/suites.h: $(TEST_SRC) Makefile
 	@mkdir -p $(@D)
 	@printf '%s\n' $(foreach s,$(SUITES),"SUITE(suite_$(s))") > $@
 
-$(B)/f32/run_tests: $(HELPERS) $(TEST_SRC) $(B)/suites.h $(B)/f32/libddpm.a tests/gradcheck.h tests/gauss_model.h
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(B) -Itests $(HELPERS) $(TEST_SRC) -o $@ \
-	  $(B)/f32/libddpm.a $(CHECK_LIBS) $(LDLIBS)
-$(B)/f64/run_tests: $(HELPERS) $(TEST_SRC) $(B)/suites.h $(B)/f64/libddpm.a tests/gradcheck.h tests/gauss_model.h
-	$(CC) $(CFLAGS) -DDDPM_DOUBLE $(CHECK_CFLAGS) -I$(B) -Itests $(HELPERS) $(TEST_SRC) -o $@ \
-	  $(B)/f64/libddpm.a $(CHECK_LIBS) $(LDLIBS)
+# Test objects are built one file at a time, so that a changed library file
+# (a homework submission, a mutation) relinks the runner without recompiling
+# every suite.
+TEST_OBJ = $(patsubst tests/%.c,%.o,$(HELPERS) $(TEST_SRC))
+$(B)/f32/tests/%.o: tests/%.c $(B)/suites.h
+	@mkdir -p $(@D)
+	@$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(B) -Itests -c $< -o $@
+$(B)/f64/tests/%.o: tests/%.c $(B)/suites.h
+	@mkdir -p $(@D)
+	@$(CC) $(CFLAGS) -DDDPM_DOUBLE $(CHECK_CFLAGS) -I$(B) -Itests -c $< -o $@
+$(B)/f32/run_tests: $(addprefix $(B)/f32/tests/,$(TEST_OBJ)) $(B)/f32/libddpm.a
+	$(CC) $(CFLAGS) $(filter %.o %.a,$^) -o $@ $(CHECK_LIBS) $(LDLIBS)
+$(B)/f64/run_tests: $(addprefix $(B)/f64/tests/,$(TEST_OBJ)) $(B)/f64/libddpm.a
+	$(CC) $(CFLAGS) -DDDPM_DOUBLE $(filter %.o %.a,$^) -o $@ $(CHECK_LIBS) $(LDLIBS)
 
 $(B)/bookcheck: tools/bookcheck.c
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra $< -o $@
+
+# The homework stubber shares the checker's function finder.
+$(B)/stub: tools/stub.c tools/bookcheck.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Itools $< -o $@
 
 $(B)/bench_%: tests/bench_%.c tests/bench.h $(B)/f32/libddpm.a
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
@@ -216,4 +259,4 @@ $(B)/nb/ch%: notebooks_c/ch%.c $(B)/f32/libddpm.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
 
--include $(wildcard $(B)/f32/*.d $(B)/f64/*.d)
+-include $(wildcard $(B)/f32/*.d $(B)/f64/*.d $(B)/f32/tests/*.d $(B)/f64/tests/*.d)

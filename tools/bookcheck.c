@@ -809,6 +809,7 @@ static const char *plural(int n, const char *one, const char *many)
     return n == 1 ? one : many;
 }
 
+#ifndef BOOKCHECK_NO_MAIN   // tools/stub.c includes this file for its finder
 int main(int argc, char **argv)
 {
     Run r = {.root = "."};
@@ -835,3 +836,4 @@ int main(int argc, char **argv)
     if (!r.fix) printf("bookcheck: %d %s in %d %s match src/\n", r.excerpts, ex, r.chapters, ch);
     return 0;
 }
+#endif
