@@ -9,9 +9,9 @@
 CC      ?= cc
 NATIVE  ?= 0
 OPT     ?= -O2 $(if $(filter 1,$(NATIVE)),-march=native)
-PKGS     = openblas libpng zlib
+PKGS     = openblas lapacke libpng zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lpng -lz)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -llapacke -lpng -lz)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(OPT) -fopenmp -Isrc $(PKG_CFLAGS) -MMD -MP
@@ -34,7 +34,7 @@ HELPERS := tests/check_main.c tests/gradcheck.c tests/gauss_model.c
 NOTEBOOKS := $(patsubst notebooks_c/%.c,%,$(wildcard notebooks_c/ch*.c))
 
 # Debian packages the project needs (make deps installs the missing ones).
-DEPS = gcc make check pkg-config libopenblas-dev zlib1g-dev libpng-dev \
+DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev \
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
 .PHONY: all deps test run-tests book-check book-sync book bench data \

@@ -19,6 +19,8 @@
 #include "07_ratedist.h"
 #include "08_sampler.h"
 #include "train.h"
+#include "classifier.h"
+#include "sha256.h"
 
 #define DDPM_VERSION "0.1.0"
 
@@ -37,12 +39,16 @@ static int cmd_train(int argc, char **argv);
 static int cmd_bpd(int argc, char **argv);
 static int cmd_rd(int argc, char **argv);
 static int cmd_sample(int argc, char **argv);
+static int cmd_classifier(int argc, char **argv);
+static int cmd_score(int argc, char **argv);
 
 static const Command commands[] = {
     {"train",   "train a model (Algorithm 1): L_simple, the true bound, or hybrid", cmd_train},
     {"sample",  "generate images (Algorithm 2): a PNG grid and an .npy", cmd_sample},
     {"bpd",     "the variational bound in bits/dim on test images", cmd_bpd},
     {"rd",      "rate and distortion of progressive coding (Alg. 3-4, Figure 5)", cmd_rd},
+    {"classifier", "train or evaluate the feature network of the scores (chapter 09)", cmd_classifier},
+    {"score",   "Frechet distance, KID and the IS analogue of samples (chapter 09)", cmd_score},
     {"init",    "write a freshly initialised U-Net to a checkpoint", cmd_init},
     {"forward", "run the U-Net once: eps_theta(x, t) from .npy files", cmd_forward},
     {"params",  "print the parameter count per block and in total", cmd_params},
@@ -784,6 +790,154 @@ static int cmd_sample(int argc, char **argv)
     free(x);
     trained_model_free(&tm);
     return rc < 0 ? fail("sample", &err) : 0;
+}
+
+/* ---- ddpm classifier train | eval (chapter 09) --------------------------------- */
+
+typedef struct ClsFlags {
+    ClassifierTrain ct;
+    const char *data, *out, *classifier;
+    int width[4], bad;
+} ClsFlags;
+
+static int take_cls(void *ctx, const char *flag, const char *v)
+{
+    ClsFlags *f = ctx;
+    ClassifierTrain *c = &f->ct;
+    double x = 0;
+    int bad = 0;
+    if (!strcmp(flag, "data")) f->data = v;
+    else if (!strcmp(flag, "out")) f->out = v;
+    else if (!strcmp(flag, "classifier")) f->classifier = v;
+    else if (!strcmp(flag, "steps")) { bad = num(v, 1, 1e9, &x); c->steps = (long)x; }
+    else if (!strcmp(flag, "minutes")) { bad = num(v, 0.01, 1e6, &x); c->minutes = x; }
+    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); c->batch = (int)x; }
+    else if (!strcmp(flag, "lr")) { bad = num(v, 0, 1, &x); c->lr = x; }
+    else if (!strcmp(flag, "wd")) { bad = num(v, 0, 1, &x); c->weight_decay = x; }
+    else if (!strcmp(flag, "warmup")) { bad = num(v, 0, 1e9, &x); c->warmup = (long)x; }
+    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); c->seed = (unsigned long long)x; }
+    else if (!strcmp(flag, "flip")) { bad = num(v, 0, 1, &x); c->flip = (int)x; }
+    else if (!strcmp(flag, "shift")) { bad = num(v, 0, 1, &x); c->crop = (int)x; }
+    else if (!strcmp(flag, "width"))
+        bad = sscanf(v, "%d,%d,%d,%d", &f->width[0], &f->width[1], &f->width[2], &f->width[3]) != 4 ||
+              f->width[0] % CLS_GROUPS || f->width[1] % CLS_GROUPS || f->width[2] % CLS_GROUPS ||
+              f->width[3] % CLS_GROUPS || f->width[0] <= 0;
+    else return 0;
+    if (bad) {
+        fprintf(stderr, "ddpm classifier: bad value '%s' for --%s\n", v, flag);
+        f->bad = 1;
+    }
+    return 1;
+}
+
+#define CLS_USAGE \
+    "usage: ddpm classifier train --out F [--data PATH] [--steps N] [--minutes M] [flags]\n" \
+    "       ddpm classifier eval --classifier F [--data PATH]\n\n" \
+    "train: fit the feature network of `ddpm score` (a small ResNet of chapter 02\n" \
+    "layers, AdamW, flips and shifts) on the labels of the training split, then\n" \
+    "print its test accuracy and write F (safetensors, config in its metadata).\n" \
+    "eval: print the test accuracy of F and its SHA-256.\n\n" \
+    "  --data PATH       CIFAR-10 batches or MNIST-format IDX (default as ddpm train)\n" \
+    "  --steps N         optimiser steps; fixes the learning-rate schedule (4000)\n" \
+    "  --minutes M       ... and stop early after M minutes of training\n" \
+    "  --batch B         images per step (128)\n" \
+    "  --lr LR           peak AdamW learning rate (2e-3), --warmup N (200) steps\n" \
+    "  --wd W            decoupled weight decay (5e-4)\n" \
+    "  --width A,B,C,D   channel widths (32,64,128,192)\n" \
+    "  --seed S          everything random (1); --flip 0|1, --shift 0|1 augmentation\n"
+
+static int cls_report(const char *cmd, const Classifier *net, const char *path, const char *data)
+{
+    Error err;
+    Dataset test;
+    char hex[65];
+    if (load_data(cmd, data, 0, &test)) return 1;
+    if (test.c != net->cfg.in_ch) {
+        fprintf(stderr, "ddpm %s: the classifier takes %d channels, %s has %d\n", cmd,
+                net->cfg.in_ch, test.name, test.c);
+        data_free(&test);
+        return 1;
+    }
+    double t0 = progress_now(), acc = classifier_accuracy(net, &test, 250);
+    printf("test accuracy %.2f%% on %d images of %s (%.0f s)\n", 100 * acc, test.n, test.name,
+           progress_now() - t0);
+    data_free(&test);
+    if (path && sha256_file(path, hex, &err) == 0) printf("classifier %s sha256 %s\n", path, hex);
+    return 0;
+}
+
+static int cls_train(ClsFlags *f)
+{
+    Error err;
+    Dataset d;
+    if (!f->out) {
+        fprintf(stderr, "ddpm classifier train: --out F is required\n");
+        return 2;
+    }
+    if (load_data("classifier train", f->data, 1, &d)) return 1;
+    if (!d.labels) {
+        fprintf(stderr, "ddpm classifier train: %s has no labels\n", d.path);
+        data_free(&d);
+        return 1;
+    }
+    ClassifierConfig cfg;
+    classifier_config_default(&cfg, d.c);
+    if (f->width[0]) memcpy(cfg.width, f->width, sizeof cfg.width);
+    Classifier net;
+    classifier_build(&net, &cfg);
+    Rng rng;
+    rng_seed(&rng, f->ct.seed, 1ull << 41);
+    classifier_init_weights(&net, &rng);
+    fprintf(stderr, "classifier: width %d,%d,%d,%d, %zu parameters; %ld steps of %d, lr %g, seed %llu\n",
+            cfg.width[0], cfg.width[1], cfg.width[2], cfg.width[3], net.params.total, f->ct.steps,
+            f->ct.batch, f->ct.lr, f->ct.seed);
+    double t0 = progress_now();
+    long done = classifier_train(&net, &d, &f->ct);
+    double secs = progress_now() - t0;
+    printf("trained %ld steps (%.2f epochs) in %.1f min: %.2f ms/image\n", done,
+           (double)done * f->ct.batch / d.n, secs / 60, 1e3 * secs / ((double)done * f->ct.batch));
+    char steps[32], seed[32], batch[32];
+    snprintf(steps, sizeof steps, "%ld", done);
+    snprintf(seed, sizeof seed, "%llu", f->ct.seed);
+    snprintf(batch, sizeof batch, "%d", f->ct.batch);
+    StMeta meta[] = {{"classifier.data", d.name}, {"classifier.steps", steps},
+                     {"classifier.seed", seed}, {"classifier.batch", batch}};
+    int rc = classifier_save(f->out, &net, meta, 4, &err);
+    data_free(&d);
+    if (rc == 0) rc = cls_report("classifier train", &net, f->out, f->data);
+    else rc = fail("classifier train", &err);
+    classifier_free(&net);
+    return rc;
+}
+
+static int cmd_classifier(int argc, char **argv)
+{
+    ClsFlags f = {0};
+    classifier_train_default(&f.ct);
+    if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "eval"))) {
+        if (argc >= 2 && wants_help(argc, argv)) { fputs(CLS_USAGE, stdout); return 0; }
+        fputs(CLS_USAGE, stderr);
+        return 2;
+    }
+    int rc = parse_flags(argc - 1, argv + 1, "classifier", CLS_USAGE, take_cls, &f);
+    if (rc || f.bad) return rc == 1 ? 0 : 2;
+    if (!strcmp(argv[1], "train")) return cls_train(&f);
+    if (!f.classifier) {
+        fprintf(stderr, "ddpm classifier eval: --classifier F is required\n");
+        return 2;
+    }
+    Error err;
+    Classifier net;
+    if (classifier_load(f.classifier, &net, &err)) return fail("classifier eval", &err);
+    rc = cls_report("classifier eval", &net, f.classifier, f.data);
+    classifier_free(&net);
+    return rc;
+}
+
+static int cmd_score(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    return 2;
 }
 
 /* ---- ddpm version ---------------------------------------------------------- */
