@@ -38,7 +38,7 @@ DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpn
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
 .PHONY: all deps test run-tests book-check book-sync book bench data \
-        notebooks clean help debug model demo
+        notebooks clean help debug model demo classifier classifier-fashion
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -144,6 +144,20 @@ demo: deps model
 	echo "  x0-hat by step figures/demo_progressive.png"; \
 	echo "  Figure 5       figures/ch07_*.png, table figures/data/ch07_table.txt"; \
 	echo "  next: make chapter8 (more pictures of sampling), make book (the book as HTML)"
+
+# ---- the reference classifiers of chapter 09's scores -------------------------
+# The committed models/classifier_*.safetensors came from these commands (fixed
+# seed and step count; `ddpm score` prints the file's SHA-256). CIFAR-10 from
+# DATA (default build/data/cifar-10-batches-bin); Fashion-MNIST from Debian.
+CLS_FLAGS = --width 16,32,64,128 --batch 64 --warmup 100 --seed 1
+classifier: $(B)/ddpm
+	$(B)/ddpm classifier train --data $${DDPM_DATA:-build/data/cifar-10-batches-bin} \
+	  --out models/classifier_cifar10.safetensors $(CLS_FLAGS) --steps 1700
+
+# The same for Fashion-MNIST (the scores of 1-channel samples).
+classifier-fashion: $(B)/ddpm
+	$(B)/ddpm classifier train --data /usr/share/datasets/fashion-mnist \
+	  --out models/classifier_fashion_mnist.safetensors $(CLS_FLAGS) --steps 1400
 
 # Download CIFAR-10 into build/data (when this machine can reach it), else say how.
 data:

@@ -38,7 +38,7 @@ int metrics_stats(FeatStats *s, const real *feat, long n, int d, Error *err)
     s->d = d, s->n = n;
     s->mu = calloc((size_t)d, sizeof(double));
     s->sigma = calloc((size_t)d * d, sizeof(double));
-    double *c = malloc(sizeof(double) * (size_t)n * d);   // the centred features
+    double *c = calloc((size_t)n * d, sizeof(double));   // the centred features
     for (long i = 0; i < n; i++)
         for (int j = 0; j < d; j++) s->mu[j] += feat[(size_t)i * d + j];
     for (int j = 0; j < d; j++) s->mu[j] /= (double)n;
@@ -261,4 +261,23 @@ int metrics_inception_score(IsResult *r, const real *prob, long n, int K, int sp
     r->is = sum / splits;
     r->se = sqrt(fmax((sum2 - splits * r->is * r->is) / (splits - 1), 0) / splits);
     return 0;
+}
+
+/* ---- both distances at once --------------------------------------------------------- */
+
+int metrics_compare(Scores *s, const real *fa, long na, const real *fb, long nb, int d,
+                    uint64_t seed, Error *err)
+{
+    FeatStats a, b;
+    memset(s, 0, sizeof *s);
+    if (metrics_stats(&a, fa, na, d, err)) return -1;
+    if (metrics_stats(&b, fb, nb, d, err)) {
+        metrics_stats_free(&a);
+        return -1;
+    }
+    int rc = metrics_frechet(&s->fd, &a, &b, err);
+    if (rc == 0) rc = metrics_kid(&s->kid, fa, na, fb, nb, d, KID_SUBSETS, KID_SUBSET_SIZE, seed, err);
+    metrics_stats_free(&a);
+    metrics_stats_free(&b);
+    return rc;
 }

@@ -79,4 +79,16 @@ typedef struct IsResult {
 int metrics_inception_score(IsResult *r, const real *prob, long n, int K, int splits,
                             Error *err);
 
+// Both distances between two feature sets: the Fréchet distance and KID
+// (KID_SUBSETS disjoint subsets of at most KID_SUBSET_SIZE images).
+#define KID_SUBSETS 10
+#define KID_SUBSET_SIZE 1000
+typedef struct Scores {
+    FrechetResult fd;
+    KidResult kid;
+} Scores;
+
+int metrics_compare(Scores *s, const real *fa, long na, const real *fb, long nb, int d,
+                    uint64_t seed, Error *err);
+
 #endif

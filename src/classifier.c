@@ -173,7 +173,7 @@ Tensor *ag_xent(Tape *tp, Tensor *logits, const int *y)
 
 void classifier_config_default(ClassifierConfig *cfg, int in_ch)
 {
-    *cfg = (ClassifierConfig){.in_ch = in_ch, .width = {32, 64, 128, 192}, .n_classes = 10};
+    *cfg = (ClassifierConfig){.in_ch = in_ch, .width = {16, 32, 64, 128}, .n_classes = 10};
 }
 
 static Tensor *add_param(ParamSet *ps, const char *prefix, const char *what, int ndim,
@@ -311,6 +311,22 @@ void classifier_embed(const Classifier *net, const real *x, int n, int batch,
     }
     tape_free(&tp);
     arena_free(&ar);
+}
+
+void classifier_embed_data(const Classifier *net, const Dataset *d, int n, real *feat, real *prob)
+{
+    int D = net->cfg.width[3], K = net->cfg.n_classes, chunk = 1000;
+    size_t img = (size_t)d->c * d->h * d->w;
+    real *x = malloc(sizeof(real) * chunk * img);
+    int *idx = malloc(sizeof(int) * chunk);
+    for (int i = 0; i < n; i += chunk) {
+        int B = n - i < chunk ? n - i : chunk;
+        for (int j = 0; j < B; j++) idx[j] = i + j;
+        data_batch(d, x, idx, B, NULL);
+        classifier_embed(net, x, B, 250, feat ? feat + (size_t)i * D : NULL,
+                         prob ? prob + (size_t)i * K : NULL);
+    }
+    free(x), free(idx);
 }
 
 double classifier_accuracy(const Classifier *net, const Dataset *d, int batch)
@@ -490,7 +506,8 @@ long classifier_train(Classifier *net, const Dataset *d, const ClassifierTrain *
     progress_start(&pr, "classifier", ct->steps, ct->quiet);
     double ema_loss = 0;
     for (s = 0; s < ct->steps; s++) {
-        if (ct->minutes > 0 && progress_now() - pr.start > 60 * ct->minutes) break;
+        if ((ct->minutes > 0 && progress_now() - pr.start > 60 * ct->minutes) ||
+            (ct->stop > 0 && s >= ct->stop)) break;
         Rng rng;
         rng_seed(&rng, ct->seed, (unsigned long long)s);
         for (int j = 0; j < ct->batch; j++)

@@ -16,7 +16,8 @@
  *   layer2 conv3x3 w1 -> w2, GN, SiLU, avgpool2                   8x8
  *   layer3 conv3x3 w2 -> w3, GN, SiLU, avgpool2, + res(w3)        4x4
  *   head   global avgpool -> features [N, w3] -> linear -> logits [N, K]
- * where res(w) = x + SiLU(GN(conv(SiLU(GN(conv(x)))))).
+ * where res(w) = x + SiLU(GN(conv(SiLU(GN(conv(x)))))). The committed networks
+ * use widths (16, 32, 64, 128): 128 features, about 0.4M parameters.
  *
  * Shapes: x [N, C, H, W] images in [-1, 1]; labels [N] in 0..K-1.
  */
@@ -85,6 +86,8 @@ Tensor *classifier_forward(Tape *tp, const Classifier *net, Tensor *x, Tensor **
 // NULL) of images x [n, C, 32, 32]. The result does not depend on `batch`.
 void classifier_embed(const Classifier *net, const real *x, int n, int batch,
                       real *feat, real *prob);
+// The same for the first n images of a data set (n <= d->n), no flips.
+void classifier_embed_data(const Classifier *net, const Dataset *d, int n, real *feat, real *prob);
 // Accuracy on a labelled data set (no flips), in [0, 1].
 double classifier_accuracy(const Classifier *net, const Dataset *d, int batch);
 
@@ -99,6 +102,7 @@ int classifier_load(const char *path, Classifier *net, Error *err);
 
 typedef struct ClassifierTrain {
     long steps;           // total optimiser steps (fixes the lr schedule)
+    long stop;            // stop after this many steps (0: at `steps`)
     double minutes;       // also stop after this much wall-clock (0: none)
     int batch;
     double lr, weight_decay;
