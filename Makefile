@@ -9,9 +9,9 @@
 CC      ?= cc
 NATIVE  ?= 0
 OPT     ?= -O2 $(if $(filter 1,$(NATIVE)),-march=native)
-PKGS     = openblas libpng zlib
+PKGS     = openblas lapacke libpng zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lpng -lz)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -llapacke -lpng -lz)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 # -fno-trapping-math: nothing here reads the floating-point exception flags, and
@@ -38,11 +38,12 @@ HELPERS := tests/check_main.c tests/gradcheck.c tests/gauss_model.c
 NOTEBOOKS := $(patsubst notebooks_c/%.c,%,$(wildcard notebooks_c/ch*.c))
 
 # Debian packages the project needs (make deps installs the missing ones).
-DEPS = gcc make check pkg-config libopenblas-dev zlib1g-dev libpng-dev \
+DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev \
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
 .PHONY: all deps bench-deps test run-tests book-check book-sync book bench data \
-        notebooks clean help debug model demo homework grade homework-test homework-answers
+        notebooks clean help debug model demo homework grade homework-test homework-answers \
+        classifier classifier-fashion
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -161,6 +162,22 @@ demo: deps model
 	echo "  x0-hat by step figures/demo_progressive.png"; \
 	echo "  Figure 5       figures/ch07_*.png, table figures/data/ch07_table.txt"; \
 	echo "  next: make chapter8 (more pictures of sampling), make book (the book as HTML)"
+
+# ---- the reference classifiers of chapter 09's scores -------------------------
+# The committed models/classifier_cifar10.safetensors came from this command
+# (fixed seed and steps; the schedule is for 1700 steps, the run stopped at
+# 1680 on its time budget; `ddpm score` prints the file's SHA-256). CIFAR-10
+# from DATA (default build/data/cifar-10-batches-bin).
+CLS_FLAGS = --width 16,32,64,128 --batch 64 --warmup 100 --seed 1
+classifier: $(B)/ddpm
+	$(B)/ddpm classifier train --data $${DDPM_DATA:-build/data/cifar-10-batches-bin} \
+	  --out models/classifier_cifar10.safetensors $(CLS_FLAGS) --steps 1700 --stop 1680
+
+# The same for Fashion-MNIST (the scores of 1-channel samples): an 18-minute
+# run, stopped by its budget at step 570 of a 600-step schedule.
+classifier-fashion: $(B)/ddpm
+	$(B)/ddpm classifier train --data /usr/share/datasets/fashion-mnist \
+	  --out models/classifier_fashion_mnist.safetensors $(CLS_FLAGS) --warmup 50 --steps 600 --stop 570
 
 # Download CIFAR-10 into build/data (when this machine can reach it), else say how.
 data:

@@ -4,7 +4,8 @@
  *                                exit status 0 only on success.
  *
  * Each command comes from a chapter: `init`, `forward`, `params` (04),
- * `train`, `bpd` (06), `rd` (07), `sample` (08); plus `version` and `help`.
+ * `train`, `bpd` (06), `rd` (07), `sample` (08), `classifier` and `score` (09);
+ * plus `version` and `help`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,9 @@
 #include "07_ratedist.h"
 #include "08_sampler.h"
 #include "train.h"
+#include "09_metrics.h"
+#include "classifier.h"
+#include "sha256.h"
 
 #define DDPM_VERSION "0.1.0"
 
@@ -37,12 +41,16 @@ static int cmd_train(int argc, char **argv);
 static int cmd_bpd(int argc, char **argv);
 static int cmd_rd(int argc, char **argv);
 static int cmd_sample(int argc, char **argv);
+static int cmd_classifier(int argc, char **argv);
+static int cmd_score(int argc, char **argv);
 
 static const Command commands[] = {
     {"train",   "train a model (Algorithm 1): L_simple, the true bound, or hybrid", cmd_train},
     {"sample",  "generate images (Algorithm 2): a PNG grid and an .npy", cmd_sample},
     {"bpd",     "the variational bound in bits/dim on test images", cmd_bpd},
     {"rd",      "rate and distortion of progressive coding (Alg. 3-4, Figure 5)", cmd_rd},
+    {"classifier", "train or evaluate the feature network of the scores (chapter 09)", cmd_classifier},
+    {"score",   "Frechet distance, KID and the IS analogue of samples (chapter 09)", cmd_score},
     {"init",    "write a freshly initialised U-Net to a checkpoint", cmd_init},
     {"forward", "run the U-Net once: eps_theta(x, t) from .npy files", cmd_forward},
     {"params",  "print the parameter count per block and in total", cmd_params},
@@ -661,9 +669,11 @@ static int cmd_rd(int argc, char **argv)
 
 typedef struct SampleFlags {
     BpdFlags m;   // --ckpt --n --batch --clip --ema --seed
-    const char *out, *var, *progressive;
-    int cols, every;
+    const char *out, *var, *progressive, *classifier;
+    int cols, every, score;
 } SampleFlags;
+
+static int score_samples(const char *samples, const char *data, const char *classifier);
 
 static int take_sample(void *ctx, const char *flag, const char *v)
 {
@@ -673,6 +683,9 @@ static int take_sample(void *ctx, const char *flag, const char *v)
     else if (!strcmp(flag, "progressive")) f->progressive = v;
     else if (!strcmp(flag, "cols")) f->cols = (int)flag_num(&f->m, flag, v, 1, 1000);
     else if (!strcmp(flag, "every")) f->every = (int)flag_num(&f->m, flag, v, 1, 1e6);
+    else if (!strcmp(flag, "score")) f->score = (int)flag_num(&f->m, flag, v, 0, 1);
+    else if (!strcmp(flag, "classifier")) f->classifier = v;
+    else if (!strcmp(flag, "data")) f->m.data = v;
     else return take_model_flag(&f->m, flag, v);
     return 1;
 }
@@ -693,7 +706,9 @@ static int take_sample(void *ctx, const char *flag, const char *v)
     "  --progressive F    also write x0_hat (Eq. 15) every K steps of the first\n" \
     "                     8 images to F, one row per image (Figure 6)\n" \
     "  --every K          steps between those snapshots (100)\n" \
-    "  --batch B          images per network call (32); --cols C grid columns\n"
+    "  --batch B          images per network call (32); --cols C grid columns\n" \
+    "  --score 0|1        then score the .npy as `ddpm score` does against the test\n" \
+    "                     split of --data PATH (0); --classifier F as in ddpm score\n"
 
 // FILE.png -> FILE.npy (or FILE + .npy).
 static void npy_path(const char *png, char *out, size_t len)
@@ -786,7 +801,355 @@ static int cmd_sample(int argc, char **argv)
     free(snaps);
     free(x);
     trained_model_free(&tm);
-    return rc < 0 ? fail("sample", &err) : 0;
+    if (rc < 0) return fail("sample", &err);
+    if (f.score) {
+        char npy[4096];
+        npy_path(f.out, npy, sizeof npy);
+        return score_samples(npy, f.m.data, f.classifier);
+    }
+    return 0;
+}
+
+/* ---- ddpm classifier train | eval (chapter 09) --------------------------------- */
+
+typedef struct ClsFlags {
+    ClassifierTrain ct;
+    const char *data, *out, *classifier;
+    int width[4], bad;
+} ClsFlags;
+
+static int take_cls(void *ctx, const char *flag, const char *v)
+{
+    ClsFlags *f = ctx;
+    ClassifierTrain *c = &f->ct;
+    double x = 0;
+    int bad = 0;
+    if (!strcmp(flag, "data")) f->data = v;
+    else if (!strcmp(flag, "out")) f->out = v;
+    else if (!strcmp(flag, "classifier")) f->classifier = v;
+    else if (!strcmp(flag, "steps")) { bad = num(v, 1, 1e9, &x); c->steps = (long)x; }
+    else if (!strcmp(flag, "minutes")) { bad = num(v, 0.01, 1e6, &x); c->minutes = x; }
+    else if (!strcmp(flag, "stop")) { bad = num(v, 1, 1e9, &x); c->stop = (long)x; }
+    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); c->batch = (int)x; }
+    else if (!strcmp(flag, "lr")) { bad = num(v, 0, 1, &x); c->lr = x; }
+    else if (!strcmp(flag, "wd")) { bad = num(v, 0, 1, &x); c->weight_decay = x; }
+    else if (!strcmp(flag, "warmup")) { bad = num(v, 0, 1e9, &x); c->warmup = (long)x; }
+    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); c->seed = (unsigned long long)x; }
+    else if (!strcmp(flag, "flip")) { bad = num(v, 0, 1, &x); c->flip = (int)x; }
+    else if (!strcmp(flag, "shift")) { bad = num(v, 0, 1, &x); c->crop = (int)x; }
+    else if (!strcmp(flag, "width"))
+        bad = sscanf(v, "%d,%d,%d,%d", &f->width[0], &f->width[1], &f->width[2], &f->width[3]) != 4 ||
+              f->width[0] % CLS_GROUPS || f->width[1] % CLS_GROUPS || f->width[2] % CLS_GROUPS ||
+              f->width[3] % CLS_GROUPS || f->width[0] <= 0;
+    else return 0;
+    if (bad) {
+        fprintf(stderr, "ddpm classifier: bad value '%s' for --%s\n", v, flag);
+        f->bad = 1;
+    }
+    return 1;
+}
+
+#define CLS_USAGE \
+    "usage: ddpm classifier train --out F [--data PATH] [--steps N] [--minutes M] [flags]\n" \
+    "       ddpm classifier eval --classifier F [--data PATH]\n\n" \
+    "train: fit the feature network of `ddpm score` (a small ResNet of chapter 02\n" \
+    "layers, AdamW, flips and shifts) on the labels of the training split, then\n" \
+    "print its test accuracy and write F (safetensors, config in its metadata).\n" \
+    "eval: print the test accuracy of F and its SHA-256.\n\n" \
+    "  --data PATH       CIFAR-10 batches or MNIST-format IDX (default as ddpm train)\n" \
+    "  --steps N         optimiser steps; fixes the learning-rate schedule (4000)\n" \
+    "  --minutes M       ... and stop early after M minutes of training\n" \
+    "  --stop N          ... or after N steps (the schedule still runs to --steps)\n" \
+    "  --batch B         images per step (128)\n" \
+    "  --lr LR           peak AdamW learning rate (2e-3), --warmup N (200) steps\n" \
+    "  --wd W            decoupled weight decay (5e-4)\n" \
+    "  --width A,B,C,D   channel widths (16,32,64,128)\n" \
+    "  --seed S          everything random (1); --flip 0|1, --shift 0|1 augmentation\n"
+
+static int cls_report(const char *cmd, const Classifier *net, const char *path, const char *data)
+{
+    Error err;
+    Dataset test;
+    char hex[65];
+    if (load_data(cmd, data, 0, &test)) return 1;
+    if (test.c != net->cfg.in_ch) {
+        fprintf(stderr, "ddpm %s: the classifier takes %d channels, %s has %d\n", cmd,
+                net->cfg.in_ch, test.name, test.c);
+        data_free(&test);
+        return 1;
+    }
+    double t0 = progress_now(), acc = classifier_accuracy(net, &test, 250);
+    printf("test accuracy %.2f%% on %d images of %s (%.0f s)\n", 100 * acc, test.n, test.name,
+           progress_now() - t0);
+    data_free(&test);
+    if (path && sha256_file(path, hex, &err) == 0) printf("classifier %s sha256 %s\n", path, hex);
+    return 0;
+}
+
+static int cls_train(ClsFlags *f)
+{
+    Error err;
+    Dataset d;
+    if (!f->out) {
+        fprintf(stderr, "ddpm classifier train: --out F is required\n");
+        return 2;
+    }
+    if (load_data("classifier train", f->data, 1, &d)) return 1;
+    if (!d.labels) {
+        fprintf(stderr, "ddpm classifier train: %s has no labels\n", d.path);
+        data_free(&d);
+        return 1;
+    }
+    ClassifierConfig cfg;
+    classifier_config_default(&cfg, d.c);
+    if (f->width[0]) memcpy(cfg.width, f->width, sizeof cfg.width);
+    Classifier net;
+    classifier_build(&net, &cfg);
+    Rng rng;
+    rng_seed(&rng, f->ct.seed, 1ull << 41);
+    classifier_init_weights(&net, &rng);
+    fprintf(stderr, "classifier: width %d,%d,%d,%d, %zu parameters; %ld steps of %d, lr %g, seed %llu\n",
+            cfg.width[0], cfg.width[1], cfg.width[2], cfg.width[3], net.params.total, f->ct.steps,
+            f->ct.batch, f->ct.lr, f->ct.seed);
+    double t0 = progress_now();
+    long done = classifier_train(&net, &d, &f->ct);
+    double secs = progress_now() - t0;
+    printf("trained %ld steps (%.2f epochs) in %.1f min: %.2f ms/image\n", done,
+           (double)done * f->ct.batch / d.n, secs / 60, 1e3 * secs / ((double)done * f->ct.batch));
+    char steps[32], seed[32], batch[32];
+    snprintf(steps, sizeof steps, "%ld", done);
+    snprintf(seed, sizeof seed, "%llu", f->ct.seed);
+    snprintf(batch, sizeof batch, "%d", f->ct.batch);
+    StMeta meta[] = {{"classifier.data", d.name}, {"classifier.steps", steps},
+                     {"classifier.seed", seed}, {"classifier.batch", batch}};
+    int rc = classifier_save(f->out, &net, meta, 4, &err);
+    data_free(&d);
+    if (rc == 0) rc = cls_report("classifier train", &net, f->out, f->data);
+    else rc = fail("classifier train", &err);
+    classifier_free(&net);
+    return rc;
+}
+
+static int cmd_classifier(int argc, char **argv)
+{
+    ClsFlags f = {0};
+    classifier_train_default(&f.ct);
+    if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "eval"))) {
+        if (argc >= 2 && wants_help(argc, argv)) { fputs(CLS_USAGE, stdout); return 0; }
+        fputs(CLS_USAGE, stderr);
+        return 2;
+    }
+    int rc = parse_flags(argc - 1, argv + 1, "classifier", CLS_USAGE, take_cls, &f);
+    if (rc || f.bad) return rc == 1 ? 0 : 2;
+    if (!strcmp(argv[1], "train")) return cls_train(&f);
+    if (!f.classifier) {
+        fprintf(stderr, "ddpm classifier eval: --classifier F is required\n");
+        return 2;
+    }
+    Error err;
+    Classifier net;
+    if (classifier_load(f.classifier, &net, &err)) return fail("classifier eval", &err);
+    rc = cls_report("classifier eval", &net, f.classifier, f.data);
+    classifier_free(&net);
+    return rc;
+}
+
+/* ---- ddpm score (chapter 09) ------------------------------------------------------ */
+
+typedef struct ScoreFlags {
+    const char *samples, *ref, *classifier, *features, *data;
+    unsigned long long seed;
+    int splits, bad;
+} ScoreFlags;
+
+static int take_score(void *ctx, const char *flag, const char *v)
+{
+    ScoreFlags *f = ctx;
+    double x = 0;
+    if (!strcmp(flag, "samples")) f->samples = v;
+    else if (!strcmp(flag, "ref")) f->ref = v;
+    else if (!strcmp(flag, "classifier")) f->classifier = v;
+    else if (!strcmp(flag, "features")) f->features = v;
+    else if (!strcmp(flag, "data")) f->data = v;
+    else if (!strcmp(flag, "seed")) { f->bad |= num(v, 0, 1e18, &x); f->seed = (unsigned long long)x; }
+    else if (!strcmp(flag, "splits")) { f->bad |= num(v, 2, 1000, &x); f->splits = (int)x; }
+    else return 0;
+    if (f->bad) fprintf(stderr, "ddpm score: bad value '%s' for --%s\n", v, flag);
+    return 1;
+}
+
+#define SCORE_USAGE \
+    "usage: ddpm score --samples S.npy [--ref test|train|R.npy] [--classifier F]\n" \
+    "                  [--features OUT.npy] [--data PATH] [--seed S] [--splits K]\n\n" \
+    "Judge images in the features of a fixed classifier (chapter 09): the Frechet\n" \
+    "distance and KID against a reference set, and the Inception-Score analogue.\n" \
+    "S.npy holds [N, C, 32, 32] images in [-1, 1] (what ddpm sample writes). The\n" \
+    "classifier's SHA-256 is printed: two scores are comparable only when it matches.\n" \
+    "These are not the paper's FID / IS (those use Inception-v3 on CIFAR-10).\n\n" \
+    "  --ref R           test (default) or train: that split of --data; or R.npy:\n" \
+    "                    images [M, C, 32, 32] or features [M, D] (from --features)\n" \
+    "  --classifier F    default models/classifier_cifar10.safetensors for 3\n" \
+    "                    channels, models/classifier_fashion_mnist.safetensors for 1\n" \
+    "  --features OUT    write the samples' features [N, D] as .npy\n" \
+    "  --data PATH       the data set of --ref test|train (default as ddpm train)\n" \
+    "  --seed S          KID's subsets (1); --splits K the IS analogue's splits (10)\n"
+
+// Images [N, C, 32, 32] in [-1, 1] from an .npy, checked for the classifier.
+static int load_images(const char *path, const Classifier *net, NpyArray *a, Error *err)
+{
+    if (npy_read(path, a, err)) return -1;
+    if (a->ndim != 4 || a->shape[1] != net->cfg.in_ch || a->shape[2] != 32 || a->shape[3] != 32) {
+        char sh[64] = "";
+        for (int i = 0; i < a->ndim; i++)
+            snprintf(sh + strlen(sh), sizeof sh - strlen(sh), i ? ",%d" : "%d", a->shape[i]);
+        npy_free(a);
+        return error_set(err, "%s: shape [%s]; the classifier takes [N, %d, 32, 32] images",
+                         path, sh, net->cfg.in_ch);
+    }
+    for (size_t i = 0; i < a->size; i++)
+        if (!isfinite(a->data[i])) {
+            double v = a->data[i];
+            npy_free(a);
+            return error_set(err, "%s: value %zu (image %zu) is %g", path, i,
+                             i / ((size_t)net->cfg.in_ch * 1024), v);
+        }
+    return 0;
+}
+
+typedef struct FeatSet {
+    real *feat, *prob;   // [n, D], [n, K] (prob NULL for stored features)
+    long n;
+    char what[600];
+} FeatSet;
+
+static void featset_free(FeatSet *s) { free(s->feat), free(s->prob); }
+
+static int embed_npy(const char *path, const Classifier *net, FeatSet *s, Error *err)
+{
+    NpyArray a;
+    int D = classifier_feature_dim(net), K = net->cfg.n_classes;
+    if (load_images(path, net, &a, err)) return -1;
+    s->n = a.shape[0];
+    s->feat = malloc(sizeof(real) * s->n * D);
+    s->prob = malloc(sizeof(real) * s->n * K);
+    classifier_embed(net, a.data, (int)s->n, 250, s->feat, s->prob);
+    snprintf(s->what, sizeof s->what, "%s, %ld images", path, s->n);
+    npy_free(&a);
+    return 0;
+}
+
+// The reference: a split of the data set, stored features, or images.
+static int embed_ref(const ScoreFlags *f, const Classifier *net, FeatSet *s, Error *err)
+{
+    const char *ref = f->ref ? f->ref : "test";
+    int D = classifier_feature_dim(net);
+    if (strcmp(ref, "test") && strcmp(ref, "train")) {
+        NpyArray a;
+        if (npy_read(ref, &a, err)) return -1;
+        if (a.ndim == 2 && a.shape[1] == D) {
+            s->n = a.shape[0], s->feat = a.data, s->prob = NULL;
+            snprintf(s->what, sizeof s->what, "%s, features of %ld images", ref, s->n);
+            return 0;
+        }
+        npy_free(&a);
+        return embed_npy(ref, net, s, err);
+    }
+    Dataset d;
+    if (data_load(&d, f->data && *f->data ? f->data : data_default_path(), !strcmp(ref, "train"), err))
+        return -1;
+    if (d.c != net->cfg.in_ch) {
+        data_free(&d);
+        return error_set(err, "%s has %d channels, the classifier takes %d", d.path, d.c, net->cfg.in_ch);
+    }
+    s->n = d.n;
+    s->feat = malloc(sizeof(real) * s->n * D);
+    s->prob = malloc(sizeof(real) * s->n * net->cfg.n_classes);
+    classifier_embed_data(net, &d, d.n, s->feat, s->prob);
+    snprintf(s->what, sizeof s->what, "%s, %s split, %d images", d.name, ref, d.n);
+    data_free(&d);
+    return 0;
+}
+
+static void print_scores(const Scores *sc, const IsResult *is, const IsResult *ref_is, int have_ref_is)
+{
+    const FrechetResult *fd = &sc->fd;
+    printf("Frechet distance  %.4f   (mean term %.4f, trace term %.4f)\n", fd->fd, fd->mean_term,
+           fd->trace_term);
+    if (fd->neg.n_neg)
+        printf("                  %d negative eigenvalues set to 0 (most negative %.3g)\n",
+               fd->neg.n_neg, fd->neg.most_neg);
+    printf("KID               %.5f +- %.5f   (mean +- SE over %d disjoint subsets of %ld)\n",
+           sc->kid.kid, sc->kid.se, sc->kid.n_subsets, sc->kid.subset_size);
+    printf("IS analogue       %.3f +- %.3f   (mean +- SE over %d splits)", is->is, is->se, is->splits);
+    if (have_ref_is) printf("; reference set %.3f +- %.3f", ref_is->is, ref_is->se);
+    printf("\n");
+}
+
+static int score_run(const ScoreFlags *f, const Classifier *net, const char *cls_path, Error *err)
+{
+    FeatSet smp = {0}, ref = {0};
+    int D = classifier_feature_dim(net), K = net->cfg.n_classes;
+    char hex[65];
+    if (sha256_file(cls_path, hex, err)) return -1;
+    printf("classifier %s sha256 %s\n", cls_path, hex);
+    int rc = embed_npy(f->samples, net, &smp, err);
+    if (rc == 0 && smp.n <= D)
+        rc = error_set(err, "%s: %ld images; a covariance of %d features needs at least %d",
+                       f->samples, smp.n, D, D + 1);
+    if (rc == 0 && f->features) rc = npy_write(f->features, smp.feat, 2, (int[]){(int)smp.n, D}, err);
+    if (rc == 0) rc = embed_ref(f, net, &ref, err);
+    if (rc == 0 && ref.n <= D)
+        rc = error_set(err, "the reference has %ld images; a covariance of %d features needs at "
+                            "least %d", ref.n, D, D + 1);
+    Scores sc;
+    IsResult is, ref_is = {0};
+    if (rc == 0) rc = metrics_compare(&sc, smp.feat, smp.n, ref.feat, ref.n, D, f->seed, err);
+    if (rc == 0) rc = metrics_inception_score(&is, smp.prob, smp.n, K, f->splits, err);
+    if (rc == 0 && ref.prob) rc = metrics_inception_score(&ref_is, ref.prob, ref.n, K, f->splits, err);
+    if (rc == 0) {
+        printf("samples   %s\nreference %s\n", smp.what, ref.what);
+        print_scores(&sc, &is, &ref_is, ref.prob != NULL);
+    }
+    featset_free(&smp), featset_free(&ref);
+    return rc;
+}
+
+static int score_main(ScoreFlags f)
+{
+    Error err;
+    int rc;
+    NpyArray probe;
+    const char *cls = f.classifier;
+    if (!cls) {   // pick the default network from the samples' channel count
+        if (npy_read(f.samples, &probe, &err)) return fail("score", &err);
+        int c = probe.ndim == 4 ? probe.shape[1] : 3;
+        npy_free(&probe);
+        cls = c == 1 ? "models/classifier_fashion_mnist.safetensors" : "models/classifier_cifar10.safetensors";
+    }
+    Classifier net;
+    if (classifier_load(cls, &net, &err)) {
+        fail("score", &err);
+        if (!f.classifier) fprintf(stderr, "ddpm score: train one with `make classifier` or give --classifier F\n");
+        return 1;
+    }
+    rc = score_run(&f, &net, cls, &err);
+    classifier_free(&net);
+    return rc ? fail("score", &err) : 0;
+}
+
+static int score_samples(const char *samples, const char *data, const char *classifier)
+{
+    return score_main((ScoreFlags){.samples = samples, .data = data, .classifier = classifier,
+                                   .seed = 1, .splits = 10});
+}
+
+static int cmd_score(int argc, char **argv)
+{
+    ScoreFlags f = {.seed = 1, .splits = 10};
+    int rc = parse_flags(argc, argv, "score", SCORE_USAGE, take_score, &f);
+    if (rc || f.bad) return rc == 1 ? 0 : 2;
+    if (!f.samples) { fprintf(stderr, "ddpm score: --samples S.npy is required\n"); return 2; }
+    return score_main(f);
 }
 
 /* ---- ddpm version ---------------------------------------------------------- */
