@@ -51,7 +51,10 @@ help:
 
 # Install the Debian packages the project needs; quiet when all are present.
 deps:
-	@missing=""; for p in $(DEPS); do \
+	@$(call install_debs,$(DEPS))
+
+define install_debs
+	missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
 	    || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -61,13 +64,14 @@ deps:
 	echo "make deps: installing$$missing"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
 	  && echo "make deps: done"
+endef
 
 # Build and run every Check suite, float then double; ends on Check's summary.
 test:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory run-tests
 
-run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck
+run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck $(B)/ddpm
 	@sh tools/bookcheck_test.sh > $(B)/bookcheck_test.log 2>&1 || { cat $(B)/bookcheck_test.log; exit 1; }
 	@tail -n 1 $(B)/bookcheck_test.log
 	@$(B)/bookcheck book/*.md
@@ -75,6 +79,8 @@ run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck
 	@$(B)/f32/run_tests
 	@echo "== double build (core and gradient checks) =="
 	@$(B)/f64/run_tests
+	@echo "== the ddpm program: bad input (tests/cli_robust.sh) =="
+	@bash tests/cli_robust.sh $(B)/ddpm
 
 # Fail when a chapter's quoted code differs from src/.
 book-check: $(B)/bookcheck
