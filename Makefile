@@ -86,8 +86,9 @@ run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck $(B)/ddpm
 	@$(B)/f32/run_tests
 	@echo "== double build (core and gradient checks) =="
 	@$(B)/f64/run_tests
-	@echo "== the ddpm program: bad input (tests/cli_robust.sh) =="
+	@echo "== the ddpm program: bad input (tests/cli_robust.sh), kill -9 (tests/kill9.sh) =="
 	@bash tests/cli_robust.sh $(B)/ddpm
+	@bash tests/kill9.sh $(B)/ddpm
 
 # Fail when a chapter's quoted code differs from src/.
 book-check: $(B)/bookcheck
