@@ -38,7 +38,7 @@ DEPS = gcc make check pkg-config libopenblas-dev zlib1g-dev libpng-dev \
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
 .PHONY: all deps test run-tests book-check book-sync book bench data \
-        notebooks clean help debug model demo fuzz fuzz-deps fuzz-smoke
+        notebooks clean help debug model demo fuzz fuzz-deps fuzz-smoke valgrind
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -109,6 +109,11 @@ bench: $(patsubst tests/%.c,$(B)/%,$(wildcard tests/bench_*.c))
 # Address and undefined-behaviour sanitizers over the whole test suite.
 debug:
 	$(MAKE) --no-print-directory B=build/debug OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" run-tests
+
+# Memcheck over a short train -> resume -> sample -> bpd -> rd pipeline (minutes).
+valgrind: $(B)/ddpm
+	@$(call install_debs,valgrind)
+	@bash tests/valgrind.sh $(B)/ddpm
 
 # ---- fuzzing: a libFuzzer harness per untrusted input (tests/fuzz/) ----------
 # make fuzz FUZZ_SECONDS=N runs each harness N seconds (60), new inputs kept in
