@@ -292,6 +292,8 @@ static int cmd_init(int argc, char **argv)
 
 /* ---- ddpm forward ------------------------------------------------------------ */
 
+#define FORWARD_CHUNK 64   // images per network call
+
 typedef struct ForwardFlags {
     NetFlags net;
     const char *ckpt, *x, *t, *out;
@@ -355,18 +357,31 @@ static int cmd_forward(int argc, char **argv)
         ((ts = malloc(sizeof(int) * (t.size + 1))) ||
          error_set(&err, "%s: out of memory for %zu timesteps", f.t, t.size) == 0) &&
         check_inputs(&f, &x, &t, &net.cfg, ts, &err) == 0) {
+        // FORWARD_CHUNK images at a time: the activations of a whole large
+        // file at once could exhaust memory.
+        int N = (int)x.shape[0], C = (int)x.shape[1], R = (int)x.shape[2];
+        int shape[4] = {N, net.cfg.out_ch, R, R};
+        size_t din = (size_t)C * R * R, dout = (size_t)net.cfg.out_ch * R * R;
+        real *out = malloc(sizeof(real) * (size_t)N * dout);
+        if (!out) rc = error_set(&err, "%s: out of memory for %d outputs", f.x, N);
         Arena arena;
         arena_init(&arena, 64 << 20);
         Tape tp;
         tape_init(&tp, &arena);
         tape_set_recording(&tp, 0);
-        Tensor *in = tensor_4d(&arena, (int)x.shape[0], (int)x.shape[1], (int)x.shape[2],
-                               (int)x.shape[3]);
-        vec_copy(in->data, x.data, in->size);
-        Tensor *y = unet_forward(&tp, &net, in, ts, NULL, 0);
-        rc = npy_write(f.out, y->data, y->ndim, y->shape, &err);
-        if (rc == 0) printf("wrote %s [%d,%d,%d,%d]\n", f.out, y->shape[0], y->shape[1],
-                            y->shape[2], y->shape[3]);
+        for (int n0 = 0; out && n0 < N; n0 += FORWARD_CHUNK) {
+            int n = N - n0 < FORWARD_CHUNK ? N - n0 : FORWARD_CHUNK;
+            Tensor *in = tensor_4d(&arena, n, C, R, R);
+            vec_copy(in->data, x.data + (size_t)n0 * din, in->size);
+            Tensor *y = unet_forward(&tp, &net, in, ts + n0, NULL, 0);
+            vec_copy(out + (size_t)n0 * dout, y->data, y->size);
+            tape_reset(&tp);
+            arena_reset(&arena);
+        }
+        if (out) rc = npy_write(f.out, out, 4, shape, &err);
+        if (rc == 0) printf("wrote %s [%d,%d,%d,%d]\n", f.out, shape[0], shape[1], shape[2],
+                            shape[3]);
+        free(out);
         tape_free(&tp);
         arena_free(&arena);
     }
@@ -439,7 +454,10 @@ static int take_train(void *ctx, const char *flag, const char *v)
     "  --mean M             eps | x0 | mu: what the network predicts\n" \
     "  --var V              fixedlarge (beta) | fixedsmall (beta~) | learned\n" \
     "  --T N                diffusion steps (1000)\n" \
-    "  --seed S, --flip 0|1, --ckpt-every N, --resume CKPT\n\n" NET_FLAGS_HELP
+    "  --seed S, --flip 0|1, --ckpt-every N, --resume CKPT\n" \
+    "  (--resume continues with the checkpoint's settings, T included: a flag that\n" \
+    "  contradicts them is refused; --steps, --minutes, --out, --ckpt-every and\n" \
+    "  --data apply)\n\n" NET_FLAGS_HELP
 
 static int load_data(const char *cmd, const char *path, int train, Dataset *d)
 {

@@ -148,6 +148,9 @@ row 1 "runs past the end of the file"         train --data data --resume truncat
 row 2 "--ckpt, --x, --t and --out are required" forward --ckpt m.safetensors
 row 1 "N >= 1"                                forward --ckpt m.safetensors --x x0.npy --t t0.npy --out y.npy
 npy_zeros t1.npy "1," 1
+npy_zeros x130.npy "130, 1, 32, 32" $((130 * 1024))
+npy_zeros t130.npy "130," 130
+row 0 "wrote y3.npy [130,1,32,32]"            forward --ckpt m.safetensors --x x130.npy --t t130.npy --out y3.npy
 row 0 "wrote y.npy"                           forward --ckpt m.safetensors --x x1.npy --t t1.npy --out y.npy
 row 1 "one timestep per image"                forward --ckpt m.safetensors --x x1.npy --t t2.npy --out y.npy
 row 1 "cannot open"                           forward --ckpt m.safetensors --x nosuch.npy --t t0.npy --out y.npy
