@@ -133,13 +133,14 @@ row 2 "is not a width of"                     train --data data --steps 1 --ch 1
 row 1 "cannot open folder"                    train --data nosuch --steps 1
 row 1 "no data set found"                     train --data adir --steps 1
 # ddpm train --resume: the checkpoint's settings win; conflicting flags are refused.
-row 2 "which was trained with T = 10"         train --data data --resume t.safetensors --T 1000
-row 2 "which was trained with batch = 2"      train --data data --resume t.safetensors --batch 4
-row 2 "which was trained with ema = 0.5"      train --data data --resume t.safetensors --ema 0.9
-row 2 "which was trained with seed = 0"       train --data data --resume t.safetensors --seed 3
-row 2 "which was trained with var = fixedlarge" train --data data --resume t.safetensors --var fixedsmall
-row 2 "drop them on --resume"                 train --data data --resume t.safetensors --ch 32
-row 2 "drop them on --resume"                 train --data data --resume t.safetensors --config small
+# (Each row has a budget: were the flag accepted, the row ends instead of training on.)
+row 2 "which was trained with T = 10"         train --data data --resume t.safetensors --T 1000 --steps 3 --out run9
+row 2 "which was trained with batch = 2"      train --data data --resume t.safetensors --batch 4 --steps 3 --out run9
+row 2 "which was trained with ema = 0.5"      train --data data --resume t.safetensors --ema 0.9 --steps 3 --out run9
+row 2 "which was trained with seed = 0"       train --data data --resume t.safetensors --seed 3 --steps 3 --out run9
+row 2 "which was trained with var = fixedlarge" train --data data --resume t.safetensors --var fixedsmall --steps 3 --out run9
+row 2 "drop them on --resume"                 train --data data --resume t.safetensors --ch 32 --steps 3 --out run9
+row 2 "drop them on --resume"                 train --data data --resume t.safetensors --config small --steps 3 --out run9
 row 0 "trained to step 3"                     train --data data --resume t.safetensors --out run2 --steps 3 --T 10 --batch 2 "${NET[@]}"
 row 1 "not a training checkpoint"             train --data data --resume m.safetensors --out run3
 row 1 "cannot open"                           train --data data --resume nosuch.safetensors
