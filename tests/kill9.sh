@@ -52,6 +52,9 @@ kills=0 midwrite=0 chains=0
 while [ $kills -lt "$KILLS" ]; do
     rm -rf run
     chains=$((chains + 1))
+    # A run normally takes all the kills; runs that keep finishing first mean
+    # the saves never showed a temporary file (or the machine is very fast).
+    [ $chains -le 5 ] || die "only $kills kills in 5 runs: no save was caught in the act (is the checkpoint written through a temporary file?)"
     last=0
     while :; do
         if [ -f run/ckpt.safetensors ]; then   # (not through train(): $! must be ddpm itself)
