@@ -43,7 +43,7 @@ DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpn
 
 .PHONY: all deps bench-deps test run-tests book-check book-sync book bench data \
         notebooks clean help debug model demo homework grade homework-test homework-answers \
-        classifier classifier-fashion
+        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -57,6 +57,13 @@ help:
 # Install the Debian packages the project needs; quiet when all are present.
 deps:
 	@$(call install_missing,$(DEPS))
+
+# Only the fuzzers need these (clang's libFuzzer and its OpenMP).
+FUZZ_DEPS = clang libfuzzer-14-dev libomp-dev
+
+# Install the Debian packages of the fuzzers (make fuzz, make fuzz-smoke).
+fuzz-deps:
+	@$(call install_missing,$(FUZZ_DEPS))
 
 # What make bench compares against: Debian's PyTorch (never needed by make test).
 BENCH_DEPS = python3-torch python3-numpy
@@ -83,11 +90,14 @@ test:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory run-tests
 
-run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck
+run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck $(B)/ddpm
 	@sh tools/bookcheck_test.sh > $(B)/bookcheck_test.log 2>&1 || { cat $(B)/bookcheck_test.log; exit 1; }
 	@tail -n 1 $(B)/bookcheck_test.log
 	@$(if $(wildcard book/0*.md),$(B)/bookcheck book/*.md,echo "no book chapters here: excerpt check skipped")
 	@$(if $(wildcard tools/homework_mutations.txt),$(MAKE) --no-print-directory homework-test)
+	@echo "== the ddpm program: bad input (tests/cli_robust.sh), kill -9 (tests/kill9.sh) =="
+	@bash tests/cli_robust.sh $(B)/ddpm
+	@bash tests/kill9.sh $(B)/ddpm
 	@echo "== float build (core and golden tests) =="
 	@$(B)/f32/run_tests
 	@echo "== double build (core and gradient checks) =="
@@ -113,6 +123,57 @@ bench: deps bench-deps $(patsubst tests/%.c,$(B)/%,$(wildcard tests/bench_*.c))
 # Address and undefined-behaviour sanitizers over the whole test suite.
 debug:
 	$(MAKE) --no-print-directory B=build/debug OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" run-tests
+
+# Memcheck over a short train -> resume -> sample -> bpd -> rd pipeline (minutes).
+valgrind: $(B)/ddpm
+	@$(call install_missing,valgrind)
+	@bash tests/valgrind.sh $(B)/ddpm
+
+# ---- fuzzing: a libFuzzer harness per untrusted input (tests/fuzz/) ----------
+# make fuzz FUZZ_SECONDS=N runs each harness N seconds (60), new inputs kept in
+# build/fuzz/corpus/, crashes in build/fuzz/crashes/; make fuzz-smoke replays the
+# committed corpora and fuzzes each harness FUZZ_SMOKE seconds (3).
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE ?= 3
+FUZZ_CC ?= clang
+FZ = $(B)/fuzz
+FUZZ_FLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-function -Wno-pass-failed -Wno-for-loop-analysis -fopenmp -Isrc $(PKG_CFLAGS) $(FUZZ_FLAGS)
+HARNESSES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJ := $(patsubst src/%.c,$(FZ)/obj/%.o,$(LIB_SRC))
+
+# Build every harness, then fuzz each for FUZZ_SECONDS.
+fuzz: fuzz-deps $(addprefix $(FZ)/,$(HARNESSES))
+	@mkdir -p $(FZ)/crashes
+	@for h in $(HARNESSES); do mkdir -p $(FZ)/corpus/$$h; echo "== $$h ($(FUZZ_SECONDS) s)"; \
+	  $(FZ)/$$h -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FZ)/crashes/$$h- $(FZ)/corpus/$$h tests/fuzz/corpus/$$h \
+	    2> $(FZ)/$$h.log || { tail -n 40 $(FZ)/$$h.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units' $(FZ)/$$h.log; done
+
+# Every harness on its committed corpus (the regression inputs), then briefly fuzzed.
+fuzz-smoke: fuzz-deps $(addprefix $(FZ)/,$(HARNESSES))
+	@mkdir -p $(FZ)/crashes
+	@for h in $(HARNESSES); do mkdir -p $(FZ)/smoke/$$h; \
+	  $(FZ)/$$h -max_total_time=$(FUZZ_SMOKE) -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FZ)/crashes/$$h- $(FZ)/smoke/$$h tests/fuzz/corpus/$$h \
+	    2> $(FZ)/$$h.smoke.log || { tail -n 40 $(FZ)/$$h.smoke.log; exit 1; }; \
+	  echo "fuzz-smoke $$h: $$(grep -E '^stat::number_of_executed_units' $(FZ)/$$h.smoke.log \
+	    | awk '{print $$2}') inputs, no crash"; done
+
+$(FZ)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	@echo "CC  $< (fuzz)"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+# The CIFAR-10 harness compiles data.c itself (3 records per batch); the CLI one includes ddpm.c.
+$(FZ)/fuzz_cifar: tests/fuzz/fuzz_cifar.c tests/fuzz/fuzz.h src/data.c $(FUZZ_OBJ)
+	@echo "LD  $@ (fuzz)"; $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ $(filter-out $(FZ)/obj/data.o,$(FUZZ_OBJ)) $(LDLIBS)
+$(FZ)/fuzz_checkpoint: tests/fuzz/fuzz_checkpoint.c tests/fuzz/fuzz.h $(FUZZ_OBJ)
+	@echo "LD  $@ (fuzz)"; $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ $(FUZZ_OBJ) $(LDLIBS) -Wl,--wrap=arena_init
+$(FZ)/fuzz_cli: tests/fuzz/fuzz_cli.c tests/fuzz/fuzz.h src/ddpm.c $(FUZZ_OBJ)
+	@echo "LD  $@ (fuzz)"; $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ $(FUZZ_OBJ) $(LDLIBS)
+$(FZ)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJ)
+	@echo "LD  $@ (fuzz)"; $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ $(FUZZ_OBJ) $(LDLIBS)
 
 # Run every chapter's notebook, in order.
 CHAPTERS := $(sort $(foreach n,$(NOTEBOOKS),$(patsubst ch0%,%,$(firstword $(subst _, ,$(n))))))

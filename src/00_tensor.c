@@ -242,6 +242,7 @@ Tensor *params_add(ParamSet *ps, const char *name, int ndim, const int *shape)
     t->ndim = ndim;
     t->size = 1;
     for (int i = 0; i < ndim; i++) {
+        DDPM_CHECK(shape[i] > 0, "params_add('%s'): dimension %d is %d", name, i, shape[i]);
         t->shape[i] = shape[i];
         t->size *= (size_t)shape[i];
     }

@@ -102,16 +102,31 @@ int unet_config_check(const UNetConfig *c, Error *err)
         return error_set(err, "ch_mult needs 1 to %d levels", UNET_MAX_LEVELS);
     if (c->num_res_blocks < 1 || c->num_res_blocks + 1 > UNET_MAX_BLOCKS)
         return error_set(err, "num_res_blocks must be 1 to %d", UNET_MAX_BLOCKS - 1);
-    if (c->resolution % (1 << (c->n_levels - 1)))
-        return error_set(err, "resolution %d cannot be halved %d times", c->resolution,
-                         c->n_levels - 1);
+    if (c->in_ch < 1 || c->in_ch > UNET_MAX_IMAGE_CH || c->out_ch < 1 ||
+        c->out_ch > UNET_MAX_IMAGE_CH)
+        return error_set(err, "in_ch and out_ch must be 1 to %d, not %d and %d",
+                         UNET_MAX_IMAGE_CH, c->in_ch, c->out_ch);
+    if (c->resolution < 1 || c->resolution > UNET_MAX_RESOLUTION ||
+        c->resolution % (1 << (c->n_levels - 1)))
+        return error_set(err, "resolution %d is not 1 to %d or cannot be halved %d times",
+                         c->resolution, UNET_MAX_RESOLUTION, c->n_levels - 1);
     if (c->ch % 2 || c->ch < 4)
         return error_set(err, "ch must be even and at least 4 (the timestep embedding "
                               "splits it into sin and cos halves), not %d", c->ch);
-    for (int i = 0; i < c->n_levels; i++)
-        if ((c->ch * c->ch_mult[i]) % c->groups || c->ch % c->groups)
-            return error_set(err, "GroupNorm: %d groups do not divide the width %d",
-                             c->groups, c->ch * c->ch_mult[i]);
+    if (c->groups < 1) return error_set(err, "GroupNorm needs at least 1 group, not %d", c->groups);
+    for (int i = 0; i < c->n_levels; i++) {
+        long long width = (long long)c->ch * c->ch_mult[i];   // in range before it is an int
+        if (c->ch_mult[i] < 1 || width > UNET_MAX_WIDTH)
+            return error_set(err, "ch %d x ch_mult %d is not a width of 1 to %d", c->ch,
+                             c->ch_mult[i], UNET_MAX_WIDTH);
+        if (width % c->groups || c->ch % c->groups)
+            return error_set(err, "GroupNorm: %d groups do not divide the width %lld",
+                             c->groups, width);
+    }
+    double n = unet_config_params(c);
+    if (n > UNET_MAX_PARAMS)
+        return error_set(err, "%.0f parameters is more than the %.0f this program builds",
+                         n, (double)UNET_MAX_PARAMS);
     return 0;
 }
 
@@ -265,6 +280,43 @@ static void build_up(UNet *net, int cin, int temb_ch)
             L->resample_bias = param(&net->params, pre, "bias", VEC(w));
         }
     }
+}
+
+static double resblock_params(double cin, double cout, double temb)
+{
+    return 2 * cin + 9 * cout * cin + cout + cout * temb + cout + 2 * cout + 9 * cout * cout +
+           cout + (cin != cout ? cout * cin + cout : 0);
+}
+
+static double attn_params(double C)
+{
+    return 2 * C + 4 * (C * C + C);
+}
+
+// The parameter count of the network unet_build makes from c (its widths
+// checked), without building it: unet_config_check refuses a network too
+// large to allocate before anything is allocated.
+double unet_config_params(const UNetConfig *c)
+{
+    int skips[1 + UNET_MAX_LEVELS * UNET_MAX_BLOCKS], n_skips = skip_widths(c, skips);
+    double ch = c->ch, temb = 4 * ch, cin = ch;
+    double n = temb * ch + temb + temb * temb + temb + 9 * ch * c->in_ch + ch;
+    for (int i = 0, res = c->resolution; i < c->n_levels; i++, res /= 2) {
+        double cout = ch * c->ch_mult[i];
+        for (int j = 0; j < c->num_res_blocks; j++, cin = cout)
+            n += resblock_params(cin, cout, temb) + (has_attn(c, res) ? attn_params(cout) : 0);
+        if (i != c->n_levels - 1) n += 9 * cin * cin + cin;
+    }
+    n += 2 * resblock_params(cin, cin, temb) + attn_params(cin);
+    for (int i = c->n_levels - 1; i >= 0; i--) {
+        double cout = ch * c->ch_mult[i];
+        int res = c->resolution >> i;
+        for (int j = 0; j < c->num_res_blocks + 1; j++, cin = cout)
+            n += resblock_params(cin + skips[--n_skips], cout, temb) +
+                 (has_attn(c, res) ? attn_params(cout) : 0);
+        if (i != 0) n += 9 * cout * cout + cout;
+    }
+    return n + 2 * ch + 9 * c->out_ch * ch + c->out_ch;
 }
 
 void unet_build(UNet *net, const UNetConfig *cfg)

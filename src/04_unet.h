@@ -14,6 +14,10 @@
 
 #define UNET_MAX_LEVELS 6
 #define UNET_MAX_BLOCKS 4      // ResBlocks per level on the way up (num_res_blocks + 1)
+#define UNET_MAX_WIDTH 16384   // largest ch * ch_mult[i] (the paper's: 256)
+#define UNET_MAX_RESOLUTION 1024
+#define UNET_MAX_IMAGE_CH 64   // in_ch, out_ch
+#define UNET_MAX_PARAMS 1e9    // largest network built (the paper's: 35.7M)
 
 typedef struct UNetConfig {
     char name[16];                 // "tiny", "small", "paper" or "custom"
@@ -66,7 +70,8 @@ typedef struct UNet {
 
 int  unet_config(UNetConfig *cfg, const char *name, Error *err);
 int  unet_config_set(UNetConfig *cfg, const char *key, const char *value, Error *err);
-int  unet_config_check(const UNetConfig *cfg, Error *err);
+int  unet_config_check(const UNetConfig *cfg, Error *err);   // in range, and buildable
+double unet_config_params(const UNetConfig *cfg);             // parameters, without building
 void unet_config_str(const UNetConfig *cfg, char *buf, size_t len);
 
 void unet_build(UNet *net, const UNetConfig *cfg);  // register and allocate parameters

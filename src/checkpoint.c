@@ -90,24 +90,35 @@ int ckpt_config(const StFile *f, UNetConfig *cfg, Error *err)
     return 1;
 }
 
+int ckpt_load_file(const StFile *f, UNet *net, const UNetConfig *cfg, int force_cfg, Error *err)
+{
+    UNetConfig c;
+    int found = force_cfg ? 0 : ckpt_config(f, &c, err);
+    if (found < 0) return -1;
+    if (!found) {
+        if (!cfg)
+            return error_set(err, "%s: the file stores no network config; pass --config "
+                                  "(tiny, small, paper) and any overrides", f->path);
+        c = *cfg;
+    }
+    // Every parameter must be in the file, at 2 bytes or more each (F16):
+    // a config the file cannot hold fails here, before anything is allocated.
+    double n = unet_config_params(&c);
+    if (n * 2 > (double)f->data_size)
+        return error_set(err, "%s: the network (%s config) has %.0f parameters but the file "
+                              "holds only %zu bytes of tensor data", f->path, c.name, n,
+                         f->data_size);
+    unet_build(net, &c);
+    int rc = st_load_params(f, &net->params, "", 1, err);
+    if (rc < 0) unet_free(net);
+    return rc;
+}
+
 int ckpt_load(const char *path, UNet *net, const UNetConfig *cfg, int force_cfg, Error *err)
 {
     StFile f;
     if (st_open(path, &f, err) < 0) return -1;
-    UNetConfig c;
-    int found = force_cfg ? 0 : ckpt_config(&f, &c, err);
-    if (found < 0) { st_close(&f); return -1; }
-    if (!found) {
-        if (!cfg) {
-            st_close(&f);
-            return error_set(err, "%s: the file stores no network config; pass --config "
-                                  "(tiny, small, paper) and any overrides", path);
-        }
-        c = *cfg;
-    }
-    unet_build(net, &c);
-    int rc = st_load_params(&f, &net->params, "", 1, err);
+    int rc = ckpt_load_file(&f, net, cfg, force_cfg, err);
     st_close(&f);
-    if (rc < 0) unet_free(net);
     return rc;
 }

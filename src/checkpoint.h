@@ -25,5 +25,9 @@ int ckpt_config(const StFile *f, UNetConfig *cfg, Error *err);
 // when force_cfg is set) and loads its parameters.
 int ckpt_load(const char *path, UNet *net, const UNetConfig *cfg, int force_cfg,
               Error *err);
+// The same from a file already open (cfg is checked with unet_config_check
+// by the caller; the file's own config is checked here).
+int ckpt_load_file(const StFile *f, UNet *net, const UNetConfig *cfg, int force_cfg,
+                   Error *err);
 
 #endif

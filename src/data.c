@@ -48,9 +48,12 @@
 #define DATA_PAD 2                        // (32 - 28) / 2 on each side
 #define CIFAR_PIXELS 3072                 // 3 planes of 32x32
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)   // label byte + pixels
+#ifndef CIFAR_RECORDS                     // (the CIFAR-10 fuzz harness shrinks it)
 #define CIFAR_RECORDS 10000               // records in every batch file
+#endif
 #define IDX_SIDE 28                       // MNIST's images are 28x28
 #define IDX_MAX_BYTES ((size_t)1 << 30)   // larger decompressed IDX files are refused
+#define README_MAX_BYTES ((size_t)1 << 20)   // a data folder's README.md, read for its name
 #define GRID_GUTTER 2                     // pixels between grid cells
 #define GRID_GREY 128                     // the gutters' colour
 #define GRID_MAX_SIDE 32768               // widest / tallest grid we write
@@ -198,7 +201,7 @@ static void cifar_name(Dataset *d, const char *dir)
     Error ignored;
     strcpy(d->name, "CIFAR-10");
     if (path_join(path, sizeof path, dir, "README.md", &ignored) || !is_file(path, NULL) ||
-        st_file_read(path, &bytes, &size, &ignored))
+        st_file_read_max(path, README_MAX_BYTES, &bytes, &size, &ignored))
         return;
     if (bytes_contain((const char *)bytes, size, "JPEG", 0))
         strcpy(d->name, "CIFAR-10 (JPEG q75 copy)");
@@ -224,9 +227,28 @@ static int cifar_load(Dataset *d, const char *dir, int train, Error *err)
 
 /* ---- MNIST / Fashion-MNIST IDX ------------------------------------------- */
 
-// A whole file through zlib into a malloc'd buffer: gzip is decompressed,
-// a plain file passes through. A corrupt or truncated stream is an error.
-static int gz_read_all(const char *path, unsigned char **out, size_t *len, Error *err)
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+// What the IDX header at b [len] promises: the whole file's size in bytes
+// (header + data), or 0 when the header is short, has the wrong magic
+// number or promises more than IDX_MAX_BYTES (idx_check then says which).
+static size_t idx_promised(const unsigned char *b, size_t len, int images)
+{
+    size_t head = images ? 16 : 8, per = images ? IDX_SIDE * IDX_SIDE : 1;
+    if (len < head || be32(b) != (images ? 0x803u : 0x801u)) return 0;
+    size_t total = head + (size_t)be32(b + 4) * per;   // at most 2^32 * 784: no overflow
+    return total <= IDX_MAX_BYTES ? total : 0;
+}
+
+// An IDX file through zlib into a malloc'd buffer: gzip is decompressed,
+// a plain file passes through. The header is read first and bounds the
+// rest: at most one byte more than it promises is decompressed (so a small
+// gzip bomb cannot fill memory). A corrupt or truncated stream is an error.
+static int gz_read_all(const char *path, int images, unsigned char **out, size_t *len,
+                       Error *err)
 {
     *out = NULL;
     *len = 0;
@@ -234,7 +256,7 @@ static int gz_read_all(const char *path, unsigned char **out, size_t *len, Error
     gzFile gz = gzopen(path, "rb");
     if (!gz) return error_set(err, "%s: cannot open: %s", path,
                               errno ? strerror(errno) : "out of memory");
-    size_t cap = (size_t)1 << 20, n = 0;
+    size_t head = images ? 16 : 8, limit = head, cap = head, n = 0;
     unsigned char *buf = malloc(cap);
     if (!buf) {
         gzclose(gz);
@@ -242,13 +264,20 @@ static int gz_read_all(const char *path, unsigned char **out, size_t *len, Error
     }
     int code = Z_OK;
     while (code == Z_OK) {
+        if (n == head && limit == head) {   // the header is in: how much may follow
+            size_t promised = idx_promised(buf, n, images);
+            limit = promised ? promised + 1 : head;
+        }
         if (n == cap) {
-            unsigned char *bigger = cap < IDX_MAX_BYTES ? realloc(buf, 2 * cap) : NULL;
+            size_t want = cap < ((size_t)1 << 20) ? (size_t)1 << 20 : 2 * cap;
+            want = want < limit ? want : limit;
+            unsigned char *bigger = want > cap ? realloc(buf, want) : NULL;
             if (!bigger) break;
             buf = bigger;
-            cap *= 2;
+            cap = want;
         }
-        int got = gzread(gz, buf + n, (unsigned)(cap - n));
+        size_t room = (n < head ? head : cap) - n;
+        int got = gzread(gz, buf + n, (unsigned)(room < (1u << 30) ? room : 1u << 30));
         if (got <= 0) {
             gzerror(gz, &code);           // Z_BUF_ERROR: the stream ended early
             if (got == 0 && code == Z_OK) break;
@@ -270,19 +299,13 @@ static int gz_read_all(const char *path, unsigned char **out, size_t *len, Error
         return error_set(err, "%s: cannot decompress (corrupt or truncated gzip?): %s",
                          path, reason);
     }
-    if (n == cap) {
+    if (n == cap && cap < limit) {
         free(buf);
-        return error_set(err, "%s: larger than %zu bytes once decompressed (or out of "
-                         "memory); not an MNIST-sized IDX file", path, IDX_MAX_BYTES);
+        return error_set(err, "%s: out of memory after %zu bytes", path, n);
     }
     *out = buf;
-    *len = n;
+    *len = n;   // idx_check compares it with the header
     return 0;
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 // Check an IDX header of unsigned bytes: images (magic 0x803, n x 28 x 28)
@@ -296,6 +319,9 @@ static int idx_check(const char *path, const unsigned char *b, size_t len, int i
     if (len < head)
         return error_set(err, "%s: %zu bytes is too short for an IDX %s header (%zu bytes)",
                          path, len, what, head);
+    if (len > IDX_MAX_BYTES)
+        return error_set(err, "%s: more than %zu bytes; not an MNIST-sized IDX file", path,
+                         IDX_MAX_BYTES);
     if (be32(b) != magic)
         return error_set(err, "%s: magic number 0x%08x, expected 0x%08x (IDX %s of "
                          "unsigned bytes)", path, be32(b), magic, what);
@@ -303,10 +329,13 @@ static int idx_check(const char *path, const unsigned char *b, size_t len, int i
     if (images && (be32(b + 8) != IDX_SIDE || be32(b + 12) != IDX_SIDE))
         return error_set(err, "%s: images are %ux%u; MNIST-format images must be 28x28",
                          path, be32(b + 8), be32(b + 12));
+    if ((size_t)*n * per > IDX_MAX_BYTES - head)
+        return error_set(err, "%s: header says %u %s, more than the %zu bytes an IDX file "
+                         "may hold here", path, *n, what, IDX_MAX_BYTES);
     if ((len - head) / per != *n || (len - head) % per != 0)
         return error_set(err, "%s: header says %u %s (%zu bytes of data) but the file "
-                         "holds %zu bytes of data", path, *n, what, (size_t)*n * per,
-                         len - head);
+                         "holds %s%zu bytes of data", path, *n, what, (size_t)*n * per,
+                         len - head == (size_t)*n * per + 1 ? "more: " : "", len - head);
     return 0;
 }
 
@@ -352,8 +381,8 @@ static int idx_load(Dataset *d, const char *dir, int train, Error *err)
     size_t ilen, llen;
     uint32_t ni, nl;
     int rc = -1;
-    if (gz_read_all(ipath, &img, &ilen, err) || idx_check(ipath, img, ilen, 1, &ni, err) ||
-        gz_read_all(lpath, &lab, &llen, err) || idx_check(lpath, lab, llen, 0, &nl, err))
+    if (gz_read_all(ipath, 1, &img, &ilen, err) || idx_check(ipath, img, ilen, 1, &ni, err) ||
+        gz_read_all(lpath, 0, &lab, &llen, err) || idx_check(lpath, lab, llen, 0, &nl, err))
         goto done;
     if (ni != nl) {
         error_set(err, "%s holds %u images but %s holds %u labels", ipath, ni, lpath, nl);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 
 #include "checkpoint.h"
 #include "npy.h"
@@ -81,6 +82,11 @@ static int wants_help(int argc, char **argv)
     "  --resolution N         image size\n" \
     "  --groups N             GroupNorm groups\n"
 
+// For the commands that load a trained model.
+#define MODEL_NET_FLAGS \
+    "A checkpoint that stores no network config (e.g. converted PyTorch weights)\n" \
+    "needs the network flags; --config also overrides a stored config.\n" NET_FLAGS_HELP
+
 // The network flags of a command line, applied after --config wherever they appear.
 typedef struct NetFlags {
     const char *config;
@@ -125,6 +131,11 @@ static int parse_flags(int argc, char **argv, const char *cmd, const char *usage
                     cmd, argv[i], cmd);
             return 2;
         }
+        for (int j = 1; j < i; j += 2)
+            if (!strcmp(argv[j], argv[i])) {
+                fprintf(stderr, "ddpm %s: %s is given twice\n", cmd, argv[i]);
+                return 2;
+            }
         if (!take(ctx, argv[i] + 2, argv[i + 1])) {
             fprintf(stderr, "ddpm %s: unknown flag %s (see ddpm %s --help)\n", cmd, argv[i], cmd);
             return 2;
@@ -138,6 +149,42 @@ static int fail(const char *cmd, const Error *err)
 {
     fprintf(stderr, "ddpm %s: %s\n", cmd, err->msg);
     return 1;
+}
+
+// A flag's value was refused (exit status 2, as for any misuse).
+static int misuse(const char *cmd, const Error *err)
+{
+    fail(cmd, err);
+    return 2;
+}
+
+// A decimal number in [lo, hi] (a whole one for the flags that count
+// things); strtod alone would also take " 5", "0x10" and "infinity".
+static int num(const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    if (!*v || v[strspn(v, "0123456789+-.eE")]) return -1;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno == ERANGE || !(x >= lo && x <= hi)) return -1;
+    *out = x;
+    return 0;
+}
+
+static int whole(const char *v, double lo, double hi, double *out)
+{
+    return num(v, lo, hi, out) || *out != floor(*out) ? -1 : 0;
+}
+
+// A seed: any whole number 0 .. 2^64-1, exactly (a double would round it).
+static int seed_num(const char *v, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v || *end || errno == ERANGE || v[0] < '0' || v[0] > '9') return -1;
+    *out = x;
+    return 0;
 }
 
 /* ---- ddpm params ---------------------------------------------------------- */
@@ -186,7 +233,7 @@ static int cmd_params(int argc, char **argv)
     if (rc) return rc == 1 ? 0 : rc;
     UNetConfig cfg;
     Error err;
-    if (net_config(&nf, &cfg, &err) < 0) return fail("params", &err);
+    if (net_config(&nf, &cfg, &err) < 0) return misuse("params", &err);
     UNet net;
     unet_build(&net, &cfg);
     char desc[256], block[64], prev[64] = "";
@@ -219,11 +266,8 @@ static int take_init(void *ctx, const char *flag, const char *value)
 {
     InitFlags *f = ctx;
     if (!strcmp(flag, "out")) f->out = value;
-    else if (!strcmp(flag, "seed")) {
-        char *end;
-        f->seed = strtoull(value, &end, 10);
-        f->bad_seed = *end != 0 || end == value;
-    } else return net_flag(&f->net, flag, value);
+    else if (!strcmp(flag, "seed")) f->bad_seed = seed_num(value, &f->seed);
+    else return net_flag(&f->net, flag, value);
     return 1;
 }
 
@@ -241,7 +285,7 @@ static int cmd_init(int argc, char **argv)
     if (!f.out) { fprintf(stderr, "ddpm init: --out is required\n"); return 2; }
     if (f.bad_seed) { fprintf(stderr, "ddpm init: --seed takes a whole number\n"); return 2; }
     UNetConfig cfg;
-    if (net_config(&f.net, &cfg, &err) < 0) return fail("init", &err);
+    if (net_config(&f.net, &cfg, &err) < 0) return misuse("init", &err);
     UNet net;
     unet_build(&net, &cfg);
     Rng rng;
@@ -255,6 +299,8 @@ static int cmd_init(int argc, char **argv)
 }
 
 /* ---- ddpm forward ------------------------------------------------------------ */
+
+#define FORWARD_CHUNK 64   // images per network call
 
 typedef struct ForwardFlags {
     NetFlags net;
@@ -276,10 +322,10 @@ static int take_forward(void *ctx, const char *flag, const char *value)
 static int check_inputs(const ForwardFlags *f, const NpyArray *x, const NpyArray *t,
                         const UNetConfig *c, int *ts, Error *err)
 {
-    if (x->ndim != 4 || x->shape[1] != c->in_ch || x->shape[2] != c->resolution ||
-        x->shape[3] != c->resolution)
-        return error_set(err, "%s: x must have shape [N, %d, %d, %d] for this network", f->x,
-                         c->in_ch, c->resolution, c->resolution);
+    if (x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != c->in_ch ||
+        x->shape[2] != c->resolution || x->shape[3] != c->resolution)
+        return error_set(err, "%s: x must have shape [N, %d, %d, %d], N >= 1, for this network",
+                         f->x, c->in_ch, c->resolution, c->resolution);
     if (t->ndim != 1 || t->shape[0] != x->shape[0])
         return error_set(err, "%s: t must have shape [%d], one timestep per image", f->t,
                          (int)x->shape[0]);
@@ -309,27 +355,41 @@ static int cmd_forward(int argc, char **argv)
     }
     Error err;
     UNetConfig cfg;
-    if (net_config(&f.net, &cfg, &err) < 0) return fail("forward", &err);
+    if (net_config(&f.net, &cfg, &err) < 0) return misuse("forward", &err);
     UNet net;
     if (ckpt_load(f.ckpt, &net, &cfg, f.net.config != NULL, &err) < 0) return fail("forward", &err);
     NpyArray x = {0}, t = {0};
     int *ts = NULL;
     rc = -1;
     if (npy_read(f.x, &x, &err) == 0 && npy_read(f.t, &t, &err) == 0 &&
-        (ts = malloc(sizeof(int) * (t.size + 1))) &&
+        ((ts = malloc(sizeof(int) * (t.size + 1))) ||
+         error_set(&err, "%s: out of memory for %zu timesteps", f.t, t.size) == 0) &&
         check_inputs(&f, &x, &t, &net.cfg, ts, &err) == 0) {
+        // FORWARD_CHUNK images at a time: the activations of a whole large
+        // file at once could exhaust memory.
+        int N = (int)x.shape[0], C = (int)x.shape[1], R = (int)x.shape[2];
+        int shape[4] = {N, net.cfg.out_ch, R, R};
+        size_t din = (size_t)C * R * R, dout = (size_t)net.cfg.out_ch * R * R;
+        real *out = malloc(sizeof(real) * (size_t)N * dout);
+        if (!out) rc = error_set(&err, "%s: out of memory for %d outputs", f.x, N);
         Arena arena;
         arena_init(&arena, 64 << 20);
         Tape tp;
         tape_init(&tp, &arena);
         tape_set_recording(&tp, 0);
-        Tensor *in = tensor_4d(&arena, (int)x.shape[0], (int)x.shape[1], (int)x.shape[2],
-                               (int)x.shape[3]);
-        vec_copy(in->data, x.data, in->size);
-        Tensor *y = unet_forward(&tp, &net, in, ts, NULL, 0);
-        rc = npy_write(f.out, y->data, y->ndim, y->shape, &err);
-        if (rc == 0) printf("wrote %s [%d,%d,%d,%d]\n", f.out, y->shape[0], y->shape[1],
-                            y->shape[2], y->shape[3]);
+        for (int n0 = 0; out && n0 < N; n0 += FORWARD_CHUNK) {
+            int n = N - n0 < FORWARD_CHUNK ? N - n0 : FORWARD_CHUNK;
+            Tensor *in = tensor_4d(&arena, n, C, R, R);
+            vec_copy(in->data, x.data + (size_t)n0 * din, in->size);
+            Tensor *y = unet_forward(&tp, &net, in, ts + n0, NULL, 0);
+            vec_copy(out + (size_t)n0 * dout, y->data, y->size);
+            tape_reset(&tp);
+            arena_reset(&arena);
+        }
+        if (out) rc = npy_write(f.out, out, 4, shape, &err);
+        if (rc == 0) printf("wrote %s [%d,%d,%d,%d]\n", f.out, shape[0], shape[1], shape[2],
+                            shape[3]);
+        free(out);
         tape_free(&tp);
         arena_free(&arena);
     }
@@ -347,16 +407,9 @@ typedef struct TrainFlags {
     TrainConfig tc;
     const char *data, *resume, *mean, *var, *loss;
     int T, warmup_given, bad;
+    const char *given[64];   // the flags on the command line (checked against --resume)
+    int n_given;
 } TrainFlags;
-
-static int num(const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi)) return -1;
-    *out = x;
-    return 0;
-}
 
 static int take_train(void *ctx, const char *flag, const char *v)
 {
@@ -364,24 +417,25 @@ static int take_train(void *ctx, const char *flag, const char *v)
     TrainConfig *c = &f->tc;
     double x = 0;
     int bad = 0;
+    if (f->n_given < 64) f->given[f->n_given++] = flag;
     if (!strcmp(flag, "data")) f->data = v;
     else if (!strcmp(flag, "out")) c->out_dir = v;
     else if (!strcmp(flag, "resume")) f->resume = v;
     else if (!strcmp(flag, "mean")) f->mean = v;
     else if (!strcmp(flag, "var")) f->var = v;
     else if (!strcmp(flag, "loss")) f->loss = v;
-    else if (!strcmp(flag, "steps")) { bad = num(v, 1, 1e9, &x); c->steps = (long)x; }
+    else if (!strcmp(flag, "steps")) { bad = whole(v, 1, TRAIN_MAX_STEPS, &x); c->steps = (long)x; }
     else if (!strcmp(flag, "minutes")) { bad = num(v, 0.01, 1e6, &x); c->minutes = x; }
-    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); c->batch = (int)x; }
+    else if (!strcmp(flag, "batch")) { bad = whole(v, 1, TRAIN_MAX_BATCH, &x); c->batch = (int)x; }
     else if (!strcmp(flag, "lr")) { bad = num(v, 0, 1, &x); c->lr = x; }
-    else if (!strcmp(flag, "warmup")) { bad = num(v, 0, 1e9, &x); c->warmup = (long)x; f->warmup_given = 1; }
+    else if (!strcmp(flag, "warmup")) { bad = whole(v, 0, TRAIN_MAX_STEPS, &x); c->warmup = (long)x; f->warmup_given = 1; }
     else if (!strcmp(flag, "clip")) { bad = num(v, 0, 1e9, &x); c->grad_clip = x; }
     else if (!strcmp(flag, "ema")) { bad = num(v, 0, 1, &x); c->ema_decay = x; }
-    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); c->seed = (unsigned long long)x; }
-    else if (!strcmp(flag, "flip")) { bad = num(v, 0, 1, &x); c->flip = (int)x; }
-    else if (!strcmp(flag, "ckpt-every")) { bad = num(v, 0, 1e9, &x); c->ckpt_every = (long)x; }
-    else if (!strcmp(flag, "T")) { bad = num(v, 2, 100000, &x); f->T = (int)x; }
-    else return net_flag(&f->net, flag, v);
+    else if (!strcmp(flag, "seed")) bad = seed_num(v, &c->seed);
+    else if (!strcmp(flag, "flip")) { bad = whole(v, 0, 1, &x); c->flip = (int)x; }
+    else if (!strcmp(flag, "ckpt-every")) { bad = whole(v, 0, TRAIN_MAX_STEPS, &x); c->ckpt_every = (long)x; }
+    else if (!strcmp(flag, "T")) { bad = whole(v, 2, TRAIN_MAX_T, &x); f->T = (int)x; }
+    else if (!net_flag(&f->net, flag, v)) { f->n_given--; return 0; }
     if (bad) {
         fprintf(stderr, "ddpm train: bad value '%s' for --%s\n", v, flag);
         f->bad = 1;
@@ -408,7 +462,10 @@ static int take_train(void *ctx, const char *flag, const char *v)
     "  --mean M             eps | x0 | mu: what the network predicts\n" \
     "  --var V              fixedlarge (beta) | fixedsmall (beta~) | learned\n" \
     "  --T N                diffusion steps (1000)\n" \
-    "  --seed S, --flip 0|1, --ckpt-every N, --resume CKPT\n\n" NET_FLAGS_HELP
+    "  --seed S, --flip 0|1, --ckpt-every N, --resume CKPT\n" \
+    "  (--resume continues with the checkpoint's settings, T included: a flag that\n" \
+    "  contradicts them is refused; --steps, --minutes, --out, --ckpt-every and\n" \
+    "  --data apply)\n\n" NET_FLAGS_HELP
 
 static int load_data(const char *cmd, const char *path, int train, Dataset *d)
 {
@@ -417,6 +474,85 @@ static int load_data(const char *cmd, const char *path, int train, Dataset *d)
     if (data_load(d, path, train, &err) < 0) return fail(cmd, &err);
     fprintf(stderr, "data: %s, %s split, %d images of %dx%dx%d (%s)\n", d->name,
             train ? "training" : "test", d->n, d->c, d->h, d->w, d->path);
+    return 0;
+}
+
+static int given(const TrainFlags *f, const char *flag)
+{
+    for (int i = 0; i < f->n_given; i++)
+        if (!strcmp(f->given[i], flag)) return 1;
+    return 0;
+}
+
+static int same_g(double a, double b)   // equal as the checkpoint stores them (%.9g)
+{
+    char x[64], y[64];
+    snprintf(x, sizeof x, "%.9g", a);
+    snprintf(y, sizeof y, "%.9g", b);
+    return !strcmp(x, y);
+}
+
+// On --resume the run continues with the checkpoint's settings: a flag that
+// says otherwise is refused, naming the checkpoint's value (the budget,
+// --out, --ckpt-every and --data are honoured). Returns 0 or 2.
+static int resume_conflicts(const TrainFlags *f, const Trainer *tr, const Diffusion *df)
+{
+    const TrainConfig *a = &f->tc, *b = &tr->cfg;
+    char have[128] = "";
+    const char *flag = NULL;
+    if (given(f, "batch") && a->batch != b->batch)
+        flag = "batch", snprintf(have, sizeof have, "%d", b->batch);
+    else if (given(f, "lr") && !same_g(a->lr, b->lr))
+        flag = "lr", snprintf(have, sizeof have, "%.9g", b->lr);
+    else if (given(f, "warmup") && a->warmup != b->warmup)
+        flag = "warmup", snprintf(have, sizeof have, "%ld", b->warmup);
+    else if (given(f, "clip") && !same_g(a->grad_clip, b->grad_clip))
+        flag = "clip", snprintf(have, sizeof have, "%.9g", b->grad_clip);
+    else if (given(f, "ema") && !same_g(a->ema_decay, b->ema_decay))
+        flag = "ema", snprintf(have, sizeof have, "%.9g", b->ema_decay);
+    else if (given(f, "seed") && a->seed != b->seed)
+        flag = "seed", snprintf(have, sizeof have, "%llu", b->seed);
+    else if (given(f, "flip") && a->flip != b->flip)
+        flag = "flip", snprintf(have, sizeof have, "%d", b->flip);
+    else if (given(f, "T") && f->T != tr->sched.T)
+        flag = "T", snprintf(have, sizeof have, "%d", tr->sched.T);
+    else if (given(f, "mean") && df->mean != tr->df.mean)
+        flag = "mean", snprintf(have, sizeof have, "%s", mean_type_name(tr->df.mean));
+    else if (given(f, "var") && df->var != tr->df.var)
+        flag = "var", snprintf(have, sizeof have, "%s", var_type_name(tr->df.var));
+    else if (given(f, "loss") && df->loss != tr->df.loss)
+        flag = "loss", snprintf(have, sizeof have, "%s", loss_type_name(tr->df.loss));
+    if (flag) {
+        fprintf(stderr, "ddpm train: --%s conflicts with %s, which was trained with %s = %s; "
+                        "a resumed run keeps the checkpoint's settings (drop --%s, or start "
+                        "a new run)\n", flag, f->resume, flag, have, flag);
+        return 2;
+    }
+    if (f->net.config || f->net.n) {   // the network flags must describe the stored network
+        UNetConfig c = tr->net.cfg, want;
+        Error err;
+        int bad = f->net.config && unet_config(&c, f->net.config, &err) < 0;
+        if (f->net.config) {   // the data set and --var set these, not the config
+            c.in_ch = tr->net.cfg.in_ch;
+            c.out_ch = tr->net.cfg.out_ch;
+        }
+        for (int i = 0; i < f->net.n && !bad; i++)
+            bad = unet_config_set(&c, f->net.key[i], f->net.value[i], &err) < 0;
+        if (bad) {
+            fail("train", &err);
+            return 2;
+        }
+        want = tr->net.cfg;
+        snprintf(c.name, sizeof c.name, "%s", want.name);
+        char d1[256], d2[256];
+        unet_config_str(&c, d1, sizeof d1);
+        unet_config_str(&want, d2, sizeof d2);
+        if (strcmp(d1, d2)) {
+            fprintf(stderr, "ddpm train: the network flags describe %s, but %s holds %s; drop "
+                            "them on --resume\n", d1, f->resume, d2);
+            return 2;
+        }
+    }
     return 0;
 }
 
@@ -443,7 +579,7 @@ static int cmd_train(int argc, char **argv)
         diffusion_parse(&df, f.mean ? f.mean : "eps", f.var ? f.var : "fixedlarge",
                         f.loss ? f.loss : "simple", &err) < 0) {
         data_free(&data);
-        return fail("train", &err);
+        return misuse("train", &err);
     }
     ucfg.in_ch = data.c;
     Trainer tr;
@@ -451,9 +587,14 @@ static int cmd_train(int argc, char **argv)
         data_free(&data);
         return fail("train", &err);
     }
-    if (tr.net.cfg.in_ch != data.c) {
-        error_set(&err, "the model takes %d image channels but %s has %d", tr.net.cfg.in_ch,
-                  data.name, data.c);
+    if (f.resume && (rc = resume_conflicts(&f, &tr, &df))) {
+        trainer_free(&tr);
+        data_free(&data);
+        return rc;
+    }
+    if (tr.net.cfg.in_ch != data.c || tr.net.cfg.resolution != data.h) {
+        error_set(&err, "the model takes %dx%dx%d images but %s has %dx%dx%d", tr.net.cfg.in_ch,
+                  tr.net.cfg.resolution, tr.net.cfg.resolution, data.name, data.c, data.h, data.w);
         rc = 1;
     } else {
         char desc[256];
@@ -479,13 +620,14 @@ typedef struct BpdFlags {
     const char *cmd, *ckpt, *data, *csv;
     int n, batch, clip, ema, bad;
     unsigned long long seed;
+    NetFlags net;   // for a checkpoint that stores no config (a converted state_dict)
 } BpdFlags;
 
 // A number in [lo, hi] for --flag, or a message and f->bad set.
 static double flag_num(BpdFlags *f, const char *flag, const char *v, double lo, double hi)
 {
     double x = 0;
-    if (num(v, lo, hi, &x)) {
+    if (whole(v, lo, hi, &x)) {
         fprintf(stderr, "ddpm %s: bad value '%s' for --%s\n", f->cmd, v, flag);
         f->bad = 1;
     }
@@ -497,12 +639,26 @@ static int take_model_flag(BpdFlags *f, const char *flag, const char *v)
 {
     if (!strcmp(flag, "ckpt")) f->ckpt = v;
     else if (!strcmp(flag, "n")) f->n = (int)flag_num(f, flag, v, 1, 1e7);
-    else if (!strcmp(flag, "batch")) f->batch = (int)flag_num(f, flag, v, 1, 4096);
+    else if (!strcmp(flag, "batch")) f->batch = (int)flag_num(f, flag, v, 1, TRAIN_MAX_BATCH);
     else if (!strcmp(flag, "clip")) f->clip = (int)flag_num(f, flag, v, 0, 1);
     else if (!strcmp(flag, "ema")) f->ema = (int)flag_num(f, flag, v, 0, 1);
-    else if (!strcmp(flag, "seed")) f->seed = (unsigned long long)flag_num(f, flag, v, 0, 1e18);
-    else return 0;
+    else if (!strcmp(flag, "seed")) {
+        if (seed_num(v, &f->seed)) {
+            fprintf(stderr, "ddpm %s: bad value '%s' for --seed\n", f->cmd, v);
+            f->bad = 1;
+        }
+    } else return net_flag(&f->net, flag, v);
     return 1;
+}
+
+// The checkpoint's model; the network flags, when given, describe a file
+// that stores no config (and --config overrides a stored one, as in forward).
+static int model_load(const BpdFlags *f, TrainedModel *m, Error *err)
+{
+    if (!f->net.config && !f->net.n) return trained_model_load(m, f->ckpt, f->ema, err);
+    UNetConfig cfg;
+    if (net_config(&f->net, &cfg, err) < 0) return -2;
+    return trained_model_load_cfg(m, f->ckpt, f->ema, &cfg, f->net.config != NULL, err);
 }
 
 static int take_bpd(void *ctx, const char *flag, const char *v)
@@ -519,6 +675,10 @@ static int write_bpd_csv(const char *path, const BpdResult *r, Error *err)
     FILE *f = fopen(path, "w");
     if (!f) return error_set(err, "%s: cannot write (%s)", path, strerror(errno));
     double m, se, *col = malloc(sizeof(double) * (size_t)r->N);
+    if (!col) {
+        fclose(f);
+        return error_set(err, "%s: out of memory", path);
+    }
     rd_mean_se(r->prior, r->N, &m, &se);
     fprintf(f, "# prior_bpd=%.8f prior_se=%.8f images=%d\n", m, se, r->N);
     fprintf(f, "t,term_bpd,term_se,mse_x0\n");
@@ -554,11 +714,25 @@ static int eval_open(const BpdFlags *f, EvalSet *e)
 {
     Error err;
     memset(e, 0, sizeof *e);
-    if (trained_model_load(&e->m, f->ckpt, f->ema, &err) < 0) return fail(f->cmd, &err);
+    int rc = model_load(f, &e->m, &err);
+    if (rc < 0) return rc == -2 ? misuse(f->cmd, &err) : fail(f->cmd, &err);
     if (load_data(f->cmd, f->data, 0, &e->data)) { eval_close(e); return 1; }
+    if (e->data.c != e->m.net.cfg.in_ch || e->data.h != e->m.net.cfg.resolution) {
+        error_set(&err, "%s: the model takes %dx%dx%d images but %s has %dx%dx%d", f->ckpt,
+                  e->m.net.cfg.in_ch, e->m.net.cfg.resolution, e->m.net.cfg.resolution,
+                  e->data.name, e->data.c, e->data.h, e->data.w);
+        eval_close(e);
+        return fail(f->cmd, &err);
+    }
     e->n = f->n < e->data.n ? f->n : e->data.n;
     e->x0 = malloc(sizeof(real) * (size_t)e->n * e->data.c * e->data.h * e->data.w);
     int *idx = malloc(sizeof(int) * (size_t)e->n);
+    if (!e->x0 || !idx) {
+        free(idx);
+        error_set(&err, "--n %d: out of memory for that many test images", e->n);
+        eval_close(e);
+        return fail(f->cmd, &err);
+    }
     for (int i = 0; i < e->n; i++) idx[i] = i;
     data_batch(&e->data, e->x0, idx, e->n, NULL);
     free(idx);
@@ -593,18 +767,24 @@ static int cmd_bpd(int argc, char **argv)
         "clipped to [-1, 1] unless --clip 0, the EMA weights when the checkpoint has\n"
         "them unless --ema 0. Prints total, prior (L_T), terms (L_1..L_{T-1}) and\n"
         "decoder (L_0) with standard errors over images; --csv writes the per-t terms\n"
-        "and the per-t mean squared error of x0_pred (chapter 07 reads it).\n",
-        take_bpd, &f);
+        "and the per-t mean squared error of x0_pred (chapter 07 reads it).\n\n"
+        MODEL_NET_FLAGS, take_bpd, &f);
     if (rc || f.bad) return rc == 1 ? 0 : 2;
     if (!f.ckpt) { fprintf(stderr, "ddpm bpd: --ckpt is required\n"); return 2; }
     EvalSet e;
-    if (eval_open(&f, &e)) return 1;
+    if ((rc = eval_open(&f, &e))) return rc;
     Error err;
     BpdResult r;
     rc = eval_bound(&f, &e, &r, &err);
     if (rc == 0) {
         int n = e.n;
         double *col = malloc(sizeof(double) * (size_t)n), m, se;
+        if (!col) {
+            bpd_result_free(&r);
+            eval_close(&e);
+            error_set(&err, "--n %d: out of memory", n);
+            return fail("bpd", &err);
+        }
         printf("# %s, %d test images, %s\n", f.ckpt, n, e.data.name);
         rd_mean_se(r.total, n, &m, &se);
         printf("total   %.5f +- %.5f bits/dim\n", m, se);
@@ -641,12 +821,12 @@ static int cmd_rd(int argc, char **argv)
         "distortion: RMSE of x0_pred on [0, 255] over all N images). The numbers come\n"
         "from the same loop as ddpm bpd (same flags and defaults; the same seed gives\n"
         "the same bound). --csv writes the whole curve, one row per k; stdout gets the\n"
-        "summary and the rows of Table 4 next to the paper's values.\n",
-        take_bpd, &f);
+        "summary and the rows of Table 4 next to the paper's values.\n\n"
+        MODEL_NET_FLAGS, take_bpd, &f);
     if (rc || f.bad) return rc == 1 ? 0 : 2;
     if (!f.ckpt || !f.csv) { fprintf(stderr, "ddpm rd: --ckpt and --csv are required\n"); return 2; }
     EvalSet e;
-    if (eval_open(&f, &e)) return 1;
+    if ((rc = eval_open(&f, &e))) return rc;
     Error err;
     BpdResult r;
     rc = eval_bound(&f, &e, &r, &err);
@@ -706,9 +886,14 @@ static int take_sample(void *ctx, const char *flag, const char *v)
     "  --progressive F    also write x0_hat (Eq. 15) every K steps of the first\n" \
     "                     8 images to F, one row per image (Figure 6)\n" \
     "  --every K          steps between those snapshots (100)\n" \
-    "  --batch B          images per network call (32); --cols C grid columns\n" \
-    "  --score 0|1        then score the .npy as `ddpm score` does against the test\n" \
-    "                     split of --data PATH (0); --classifier F as in ddpm score\n"
+    "  --batch B          images per network call (32); --cols C grid columns
+" \
+    "  --score 0|1        then score the .npy as `ddpm score` does against the test
+" \
+    "                     split of --data PATH (0); --classifier F as in ddpm score
+
+" \
+    MODEL_NET_FLAGS
 
 // FILE.png -> FILE.npy (or FILE + .npy).
 static void npy_path(const char *png, char *out, size_t len)
@@ -724,7 +909,7 @@ static int write_progressive(const char *path, const real *snaps, int S, int N, 
 {
     size_t D = (size_t)C * H * W;
     real *grid = malloc(sizeof(real) * (size_t)S * P * D);
-    DDPM_CHECK(grid, "out of memory for the progressive grid");
+    if (!grid) return error_set(err, "%s: out of memory for the progressive grid", path);
     sample_snapshot_rows(grid, snaps, S, N, P, D);
     int rc = image_write_grid(path, grid, S * P, C, H, W, S, err);
     free(grid);
@@ -740,7 +925,8 @@ static int cmd_sample(int argc, char **argv)
     if (!f.m.ckpt) { fprintf(stderr, "ddpm sample: --ckpt is required\n"); return 2; }
     Error err;
     TrainedModel tm;
-    if (trained_model_load(&tm, f.m.ckpt, f.m.ema, &err) < 0) return fail("sample", &err);
+    if ((rc = model_load(&f.m, &tm, &err)) < 0)
+        return rc == -2 ? misuse("sample", &err) : fail("sample", &err);
     Diffusion df = tm.df;
     if (f.var) {
         if (df.var == VAR_LEARNED || (strcmp(f.var, "fixedlarge") && strcmp(f.var, "fixedsmall"))) {
@@ -771,13 +957,18 @@ static int cmd_sample(int argc, char **argv)
     progress_start(&pr, "sample", 0, 0);
     Sampler sm = {.df = &df, .model = &model, .clip = f.m.clip, .batch = f.m.batch,
                   .progress = progress_callback, .progress_ctx = &pr};
+    int S = sample_n_snapshots(sc->T, f.every), *ts = malloc(sizeof(int) * (size_t)S);
     real *x = malloc(sizeof(real) * (size_t)f.m.n * D), *snaps = NULL;
-    int S = sample_n_snapshots(sc->T, f.every), ts[S];
-    if (f.progressive) {
-        snaps = malloc(sizeof(real) * (size_t)S * f.m.n * D);
-        DDPM_CHECK(snaps, "out of memory for %d snapshots of %d images", S, f.m.n);
+    if (f.progressive) snaps = malloc(sizeof(real) * (size_t)S * f.m.n * D);
+    if (!x || !ts || (f.progressive && !snaps)) {
+        free(x);
+        free(ts);
+        free(snaps);
+        trained_model_free(&tm);
+        fprintf(stderr, "ddpm sample: --n %d: out of memory for that many images%s\n", f.m.n,
+                f.progressive ? " and their snapshots (--progressive)" : "");
+        return 1;
     }
-    DDPM_CHECK(x, "out of memory for %d images", f.m.n);
     rc = f.progressive ? sample_progressive(&sm, x, snaps, ts, f.m.n, C, R, R, f.m.seed, f.every, &err)
                        : sample_images(&sm, x, f.m.n, C, R, R, f.m.seed, 0, &err);
     if (rc == 0) {
@@ -799,6 +990,7 @@ static int cmd_sample(int argc, char **argv)
         }
     }
     free(snaps);
+    free(ts);
     free(x);
     trained_model_free(&tm);
     if (rc < 0) return fail("sample", &err);
@@ -1186,6 +1378,9 @@ static int cmd_help(int argc, char **argv)
 int main(int argc, char **argv)
 {
     gemm_set_threads(1);   // one thread pool: OpenMP splits the work, BLAS runs inside (chapter 00)
+    // A file-size limit (ulimit -f) makes a write fail with EFBIG, reported
+    // by the writer, instead of killing the program in the middle of a save.
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         cmd_help(argc, argv);
         return 2;   // no command is a usage error

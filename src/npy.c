@@ -305,7 +305,7 @@ int npy_read(const char *path, NpyArray *a, Error *err)
     memset(a, 0, sizeof *a);
     unsigned char *b;
     size_t size, start = 0, len = 0, esize = 0;
-    if (st_host_check(path, err) || st_file_read(path, &b, &size, err)) return -1;
+    if (st_host_check(path, err) || st_file_read_max(path, NPY_MAX_FILE_BYTES, &b, &size, err)) return -1;
     NpyInfo h = {0};
     int rc = npy_preamble(path, b, size, &start, &len, err);
     if (rc == 0) {

@@ -17,6 +17,7 @@
 #include "00_tensor.h"
 
 #define NPY_MAX_DIMS 8
+#define NPY_MAX_FILE_BYTES ((size_t)1 << 34)   // 16 GiB: the largest .npy npy_read reads
 
 typedef enum NpyDtype { NPY_F4, NPY_F8, NPY_I4, NPY_I8, NPY_U1 } NpyDtype;
 

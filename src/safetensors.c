@@ -58,6 +58,13 @@ int st_host_check(const char *path, Error *err)
 // Read a whole regular file into a malloc'd buffer (*bytes, *size).
 int st_file_read(const char *path, unsigned char **bytes, size_t *size, Error *err)
 {
+    return st_file_read_max(path, ST_MAX_FILE_BYTES, bytes, size, err);
+}
+
+// The same, refusing a file larger than max bytes before allocating.
+int st_file_read_max(const char *path, size_t max, unsigned char **bytes, size_t *size,
+                     Error *err)
+{
     *bytes = NULL;
     *size = 0;
     FILE *fp = fopen(path, "rb");
@@ -68,6 +75,11 @@ int st_file_read(const char *path, unsigned char **bytes, size_t *size, Error *e
         return error_set(err, "%s: not a regular file", path);
     }
     size_t n = (size_t)st.st_size;
+    if (n > max) {
+        fclose(fp);
+        return error_set(err, "%s: %zu bytes is more than the %zu this reader accepts", path,
+                         n, max);
+    }
     unsigned char *buf = malloc(n ? n : 1);
     if (!buf) {
         fclose(fp);

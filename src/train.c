@@ -80,31 +80,91 @@ static const char *meta_or(const StFile *f, const char *key, const char *fallbac
     return v ? v : fallback;
 }
 
+// Metadata `key` (or `fallback` when absent) as a number in [lo, hi], a
+// whole one if `whole`: strict, since a checkpoint may come from anyone.
+static int meta_num(const StFile *f, const char *key, const char *fallback, double lo,
+                    double hi, int whole, double *out, Error *err)
+{
+    const char *v = meta_or(f, key, fallback);
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno == ERANGE || !(x >= lo && x <= hi) || (whole && x != floor(x)))
+        return error_set(err, "%s: metadata %s = '%.40s' is not a %s in %g..%g", f->path, key,
+                         v, whole ? "whole number" : "number", lo, hi);
+    *out = x;
+    return 0;
+}
+
+// train.seed: any unsigned 64-bit number.
+static int meta_seed(const StFile *f, unsigned long long *seed, Error *err)
+{
+    const char *v = meta_or(f, "train.seed", "0");
+    char *end;
+    errno = 0;
+    *seed = strtoull(v, &end, 10);
+    if (end == v || *end || errno == ERANGE || v[0] < '0' || v[0] > '9')
+        return error_set(err, "%s: metadata train.seed = '%.40s' is not a whole number in "
+                              "0..2^64-1", f->path, v);
+    return 0;
+}
+
+// The network must give what the diffusion expects of it: in_ch channels
+// (eps, x0 or mu), twice that with a learned variance.
+static int check_out_ch(const StFile *f, const UNet *net, const Diffusion *df, Error *err)
+{
+    int want = diffusion_out_channels(df, net->cfg.in_ch);
+    if (net->cfg.out_ch == want) return 0;
+    return error_set(err, "%s: the network has %d output channels but its diffusion (%s, %s) "
+                          "needs %d", f->path, net->cfg.out_ch, mean_type_name(df->mean),
+                     var_type_name(df->var), want);
+}
+
+// The training settings stored by trainer_save, each checked against the
+// range the command line allows. Fills c, *step and *T.
+static int read_settings(const StFile *f, TrainConfig *c, long *step, int *T, Error *err)
+{
+    double v[8];
+    if (meta_num(f, "train.step", "0", 0, TRAIN_MAX_STEPS, 1, &v[0], err) ||
+        meta_num(f, "train.batch", "128", 1, TRAIN_MAX_BATCH, 1, &v[1], err) ||
+        meta_num(f, "train.lr", "2e-4", 0, 1, 0, &v[2], err) ||
+        meta_num(f, "train.warmup", "5000", 0, TRAIN_MAX_STEPS, 1, &v[3], err) ||
+        meta_num(f, "train.grad_clip", "1", 0, 1e9, 0, &v[4], err) ||
+        meta_num(f, "train.ema_decay", "0.9999", 0, 1, 0, &v[5], err) ||
+        meta_num(f, "train.flip", "1", 0, 1, 1, &v[6], err) ||
+        meta_num(f, "train.T", "1000", 2, TRAIN_MAX_T, 1, &v[7], err) ||
+        meta_seed(f, &c->seed, err))
+        return -1;
+    *step = (long)v[0];
+    c->batch = (int)v[1];
+    c->lr = v[2];
+    c->warmup = (long)v[3];
+    c->grad_clip = v[4];
+    c->ema_decay = v[5];
+    c->flip = (int)v[6];
+    *T = (int)v[7];
+    return 0;
+}
+
 // The run's settings come back from the checkpoint's metadata, so that the
-// continuation is the same computation; only the budget (steps, minutes)
-// and where to write come from the command line.
+// continuation is the same computation (the noise schedule too: train.T);
+// only the budget (steps, minutes) and where to write come from the command
+// line. The file is read once.
 static int resume(Trainer *tr, const char *path, Error *err)
 {
-    if (ckpt_load(path, &tr->net, NULL, 0, err) < 0) return -1;
     StFile f;
     if (st_open(path, &f, err) < 0) return -1;
-    int rc = -1;
-    const char *step = st_meta(&f, "train.step");
-    if (!step) {
+    int rc = -1, T;
+    if (!st_meta(&f, "train.step")) {
         error_set(err, "%s: not a training checkpoint (no train.step): use it with "
                        "ddpm sample/bpd, or start a new run", path);
-    } else if (diffusion_parse(&tr->df, meta_or(&f, "train.mean", "eps"),
+    } else if (read_settings(&f, &tr->cfg, &tr->step, &T, err) == 0 &&
+               diffusion_parse(&tr->df, meta_or(&f, "train.mean", "eps"),
                                meta_or(&f, "train.var", "fixedlarge"),
-                               meta_or(&f, "train.loss", "simple"), err) == 0) {
-        TrainConfig *c = &tr->cfg;
-        tr->step = atol(step);
-        c->seed = strtoull(meta_or(&f, "train.seed", "0"), NULL, 10);
-        c->batch = atoi(meta_or(&f, "train.batch", "128"));
-        c->lr = atof(meta_or(&f, "train.lr", "2e-4"));
-        c->warmup = atol(meta_or(&f, "train.warmup", "5000"));
-        c->grad_clip = atof(meta_or(&f, "train.grad_clip", "1"));
-        c->ema_decay = atof(meta_or(&f, "train.ema_decay", "0.9999"));
-        c->flip = atoi(meta_or(&f, "train.flip", "1"));
+                               meta_or(&f, "train.loss", "simple"), err) == 0 &&
+               schedule_init(&tr->sched, "linear", T, 1e-4, 0.02, err) == 0 &&
+               ckpt_load_file(&f, &tr->net, NULL, 0, err) == 0 &&
+               check_out_ch(&f, &tr->net, &tr->df, err) == 0) {
         if (alloc_state(tr, err) == 0 && read_state(&f, &tr->net.params, "adam_m", tr->adam_m, err) == 0 &&
             read_state(&f, &tr->net.params, "adam_v", tr->adam_v, err) == 0 &&
             read_state(&f, &tr->net.params, "ema", tr->ema, err) == 0)
@@ -114,27 +174,31 @@ static int resume(Trainer *tr, const char *path, Error *err)
     return rc;
 }
 
+static int fresh(Trainer *tr, const UNetConfig *ucfg, int T, Error *err)
+{
+    if (schedule_init(&tr->sched, "linear", T, 1e-4, 0.02, err) < 0) return -1;
+    UNetConfig c = *ucfg;
+    c.out_ch = diffusion_out_channels(&tr->df, c.in_ch);
+    if (unet_config_check(&c, err) < 0) return -1;
+    if (tr->cfg.batch < 1) return error_set(err, "batch size must be at least 1");
+    unet_build(&tr->net, &c);
+    Rng rng;
+    rng_seed(&rng, tr->cfg.seed, INIT_STREAM);
+    unet_init_weights(&tr->net, &rng);
+    return alloc_state(tr, err);
+}
+
 int trainer_init(Trainer *tr, const UNetConfig *ucfg, const Diffusion *df_template, int T,
                  const TrainConfig *tc, const char *resume_path, Error *err)
 {
     memset(tr, 0, sizeof *tr);
     tr->cfg = *tc;
     tr->df = *df_template;
-    if (schedule_init(&tr->sched, "linear", T, 1e-4, 0.02, err) < 0) return -1;
-    if (resume_path) {
-        if (resume(tr, resume_path, err) < 0) return -1;
-    } else {
-        UNetConfig c = *ucfg;
-        c.out_ch = diffusion_out_channels(&tr->df, c.in_ch);
-        if (unet_config_check(&c, err) < 0) return -1;
-        unet_build(&tr->net, &c);
-        Rng rng;
-        rng_seed(&rng, tc->seed, INIT_STREAM);
-        unet_init_weights(&tr->net, &rng);
-        if (alloc_state(tr, err) < 0) return -1;
+    if ((resume_path ? resume(tr, resume_path, err) : fresh(tr, ucfg, T, err)) < 0) {
+        trainer_free(tr);   // whatever was allocated before the failure
+        return -1;
     }
     tr->df.sched = &tr->sched;
-    if (tr->cfg.batch < 1) return error_set(err, "batch size must be at least 1");
     return 0;
 }
 
@@ -379,22 +443,34 @@ int train_run(Trainer *tr, const Dataset *data, Error *err)
 
 int trained_model_load(TrainedModel *m, const char *path, int want_ema, Error *err)
 {
+    return trained_model_load_cfg(m, path, want_ema, NULL, 0, err);
+}
+
+int trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
+                           const UNetConfig *cfg, int force_cfg, Error *err)
+{
     memset(m, 0, sizeof *m);
     StFile f;
-    if (ckpt_load(path, &m->net, NULL, 0, err) < 0) return -1;
-    if (st_open(path, &f, err) < 0) { unet_free(&m->net); return -1; }
+    if (st_open(path, &f, err) < 0) return -1;
+    double T, step, decay;
     int rc = diffusion_parse(&m->df, meta_or(&f, "train.mean", "eps"),
                              meta_or(&f, "train.var", "fixedlarge"),
                              meta_or(&f, "train.loss", "simple"), err);
     if (rc == 0)
-        rc = schedule_init(&m->sched, "linear", atoi(meta_or(&f, "train.T", "1000")), 1e-4, 0.02,
-                           err);
+        rc = meta_num(&f, "train.T", "1000", 2, TRAIN_MAX_T, 1, &T, err) ||
+             meta_num(&f, "train.step", "-1", -1, TRAIN_MAX_STEPS, 1, &step, err) ||
+             meta_num(&f, "train.ema_decay", "0", 0, 1, 0, &decay, err) ? -1 : 0;
+    if (rc == 0) rc = schedule_init(&m->sched, "linear", (int)T, 1e-4, 0.02, err);
+    if (rc == 0) rc = ckpt_load_file(&f, &m->net, cfg, force_cfg, err);
+    if (rc == 0) rc = check_out_ch(&f, &m->net, &m->df, err);
     m->df.sched = &m->sched;
     m->ema = want_ema && st_find(&f, "train.ema.conv_out.bias") != NULL;
     if (rc == 0 && m->ema) rc = st_load_params(&f, &m->net.params, "train.ema.", 0, err);
-    m->step = atol(meta_or(&f, "train.step", "-1"));
-    m->ema_decay = atof(meta_or(&f, "train.ema_decay", "0"));
-    snprintf(m->data, sizeof m->data, "%s", meta_or(&f, "train.data", ""));
+    if (rc == 0) {
+        m->step = (long)step;
+        m->ema_decay = decay;
+        snprintf(m->data, sizeof m->data, "%s", meta_or(&f, "train.data", ""));
+    }
     st_close(&f);
     if (rc < 0) trained_model_free(m);
     return rc;

@@ -35,6 +35,12 @@ typedef struct TrainConfig {
 
 void train_config_default(TrainConfig *tc);
 
+// The ranges trainer_init accepts from a checkpoint's train.* metadata
+// (the same as the command line's).
+#define TRAIN_MAX_STEPS 1e9
+#define TRAIN_MAX_BATCH 4096
+#define TRAIN_MAX_T 100000
+
 typedef struct Trainer {
     TrainConfig cfg;
     Schedule sched;
@@ -53,7 +59,8 @@ typedef struct Trainer {
 
 // A fresh model (official initialisation) or, with resume_path, the exact
 // state of a checkpoint written by trainer_save (config, weights, Adam, EMA,
-// step). The noise schedule is the paper's linear one with T steps.
+// step, settings, and its train.T, which then replaces T). The noise schedule
+// is the paper's linear one with T steps. On failure nothing stays allocated.
 int  trainer_init(Trainer *tr, const UNetConfig *ucfg, const Diffusion *df_template,
                   int T, const TrainConfig *tc, const char *resume_path, Error *err);
 void trainer_free(Trainer *tr);
@@ -85,6 +92,10 @@ typedef struct TrainedModel {
     char data[64];        // the data set it was trained on ("" if not recorded)
 } TrainedModel;
 int  trained_model_load(TrainedModel *m, const char *path, int want_ema, Error *err);
+// The same; cfg (checked by the caller) is the network when the file stores
+// no config, or always when force_cfg is set (a plain state_dict).
+int  trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
+                            const UNetConfig *cfg, int force_cfg, Error *err);
 void trained_model_free(TrainedModel *m);
 
 #endif
