@@ -1,5 +1,8 @@
 /* 02_conv.c — convolutions and the layers around them.
  *
+ * (About 700 lines, more than the other modules: six layer kinds live here,
+ * each a short kernel pair and its tape wrapper.)
+ *
  * Chapter 02 (book/02_conv.md). Every layer of the paper's U-Net except
  * attention (chapter 03) is here:
  *

@@ -35,11 +35,12 @@
 
 #define WINO_TARGET_COLS 256   // tiles per GEMM to aim for (as conv_plan's columns)
 
-// NOTE: with only a few input channels (conv_in reads 3) the transforms
-// cost more than the products they save; bench_02_conv shows where.
+// NOTE: with only a few input channels (conv_in reads 3), or images so small
+// that a chunk holds few tiles (4x4 images: 4 tiles each, too thin a GEMM),
+// the transforms cost more than the products they save; bench_02_conv shows where.
 int winograd_applies(const ConvShape *s)
 {
-    return s->Cin >= 16 && s->k == 3 && s->stride == 1 && s->pad_t == 1 && s->pad_l == 1 &&
+    return s->Cin >= 16 && s->H >= 6 && s->W >= 6 && s->k == 3 && s->stride == 1 && s->pad_t == 1 && s->pad_l == 1 &&
            s->pad_b == 1 && s->pad_r == 1;
 }
 

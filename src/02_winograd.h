@@ -15,7 +15,8 @@
 
 #include "02_conv.h"
 
-// Whether F(2x2, 3x3) serves a convolution: 3x3, stride 1, pad 1, Cin >= 16.
+// Whether F(2x2, 3x3) serves a convolution: 3x3, stride 1, pad 1, Cin >= 16,
+// images of at least 6 x 6.
 int winograd_applies(const ConvShape *s);
 
 // out [N,Cout,H,W] = conv3x3(x, w) + b (b may be NULL). Same contract as conv2d_forward.

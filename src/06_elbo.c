@@ -1,5 +1,8 @@
 /* 06_elbo.c — the variational bound, the simple loss, bits per dimension.
  *
+ * (About 760 lines: the bound's terms, the three parameterisations and the
+ * per-image tape ops they need sit together; each function stays short.)
+ *
  * Chapter 06 (book/06_elbo.md). Training maximises a lower bound on the
  * log-likelihood (Eq. 3), which the forward process lets us write as a sum
  * of per-step terms (Eq. 5):

@@ -1,5 +1,8 @@
 /* data.c — the images a model learns from, and images written back out.
  *
+ * (About 740 lines: three input formats, each validated byte by byte, and
+ * the PNG writer.)
+ *
  * The book's appendix on data (book/appendix_data.md) walks through it.
  * Three formats come in; one thing comes out, a Dataset of n images
  * [n, c, 32, 32] as bytes 0..255 (and labels when the format has them):

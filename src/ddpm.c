@@ -1,5 +1,8 @@
 /* ddpm.c — the command-line program that composes the chapters.
  *
+ * (About 1,400 lines, the longest file: one flag parser and usage text per
+ * command; the work itself is in the numbered modules.)
+ *
  *   ddpm <command> [--flags]     results on stdout, progress on stderr,
  *                                exit status 0 only on success.
  *
@@ -886,13 +889,9 @@ static int take_sample(void *ctx, const char *flag, const char *v)
     "  --progressive F    also write x0_hat (Eq. 15) every K steps of the first\n" \
     "                     8 images to F, one row per image (Figure 6)\n" \
     "  --every K          steps between those snapshots (100)\n" \
-    "  --batch B          images per network call (32); --cols C grid columns
-" \
-    "  --score 0|1        then score the .npy as `ddpm score` does against the test
-" \
-    "                     split of --data PATH (0); --classifier F as in ddpm score
-
-" \
+    "  --batch B          images per network call (32); --cols C grid columns\n" \
+    "  --score 0|1        then score the .npy as `ddpm score` does against the test\n" \
+    "                     split of --data PATH (0); --classifier F as in ddpm score\n\n" \
     MODEL_NET_FLAGS
 
 // FILE.png -> FILE.npy (or FILE + .npy).

@@ -1,5 +1,8 @@
 /* safetensors.c — checkpoints in the safetensors format.
  *
+ * (About 960 lines: the format, a bounded JSON reader for its header, and
+ * the atomic file writes the other loaders share.)
+ *
  * The book's appendix on support files (book/appendix_io.md) walks through
  * it. A safetensors file is three things back to back:
  *

@@ -408,8 +408,10 @@ static Tensor *f_conv(Tape *tp, Tensor **in, void *c)
 
 // The three U-Net shapes and two others, random sizes with odd channel
 // counts, bias on and off, and x or w not needing a gradient. This checks
-// conv2d_backward and the two static pieces it is made of,
-// conv_chunk_backward (dx, dw) and conv_bias_backward (db).
+// conv2d_backward and the static pieces it is made of: conv_chunk_backward
+// (dx, dw) and conv_bias_backward (db) on the im2col route, and on the
+// Winograd route (3x3 stride 1) winograd_backward with output_transform_backward,
+// input_transform_backward and weight_transform_backward.
 START_TEST(grad_conv2d)
 {
     static const int kinds[][6] = {   // k stride pt pl pb pr
