@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "02_conv.h"
+#include "02_winograd.h"
 #include "gradcheck.h"
 
 #ifdef DDPM_DOUBLE
@@ -165,8 +166,8 @@ static const int conv_cases[][10] = {
     {19, 6, 8, 8, 5, 3, 2, 0, 0, 1},
     {5, 32, 8, 8, 16, 3, 1, 1, 1, 1},
     {4, 24, 16, 16, 8, 1, 1, 0, 0, 0},
-    {3, 4, 7, 9, 6, 3, 1, 1, 1, 1},      // odd H and W: Winograd's last tiles are cut
-    {3, 5, 32, 32, 7, 3, 1, 1, 1, 1},    // 256 tiles: one image per Winograd GEMM
+    {3, 16, 7, 9, 6, 3, 1, 1, 1, 1},     // odd H and W: Winograd's last tiles are cut
+    {2, 17, 32, 32, 7, 3, 1, 1, 1, 1},   // 256 tiles: one image per Winograd GEMM
 };
 #define N_CONV_CASES (int)(sizeof conv_cases / sizeof conv_cases[0])
 
@@ -177,10 +178,15 @@ static ConvShape case_shape(int i)
 }
 
 // route 0: conv2d_forward/backward as the U-Net calls them (Winograd for the
-// 3x3 stride-1 cases); route 1: the im2col route for every case.
+// 3x3 stride-1 cases it serves); route 1: the im2col route for every case;
+// route 2: the Winograd route on every 3x3 stride-1 pad-1 case, whatever its
+// channels and size (odd H and W cut the last tiles).
 static void check_against_direct(int _i, int route)
 {
     ConvShape s = case_shape(_i);
+    int wino_shape = s.k == 3 && s.stride == 1 && s.pad_t == 1 && s.pad_l == 1 &&
+                     s.pad_b == 1 && s.pad_r == 1;
+    if (route == 2 && !wino_shape) return;
     Arena ar;
     arena_init(&ar, 1 << 20);
     Rng r;
@@ -193,7 +199,8 @@ static void check_against_direct(int _i, int route)
     rng_fill_normal(&r, x, nx, 0, 1);
     rng_fill_normal(&r, w, nw, 0, 1);
     rng_fill_normal(&r, b, s.Cout, 0, 1);
-    if (route) conv2d_forward_im2col(out, x, w, b, &s, &ar);
+    if (route == 1) conv2d_forward_im2col(out, x, w, b, &s, &ar);
+    else if (route == 2) winograd_forward(out, x, w, b, &s, &ar);
     else conv2d_forward(out, x, w, b, &s, &ar);
     conv_direct(ref, x, w, b, &s);
     double e = rel_diff(out, ref, no);
@@ -210,7 +217,8 @@ static void check_against_direct(int _i, int route)
     for (size_t i = 0; i < nw; i++) rdw[i] = 1;
     for (int i = 0; i < s.Cout; i++) rdb[i] = 1;
     if (route) {
-        conv2d_backward_im2col(dx, dw, dout, x, w, &s, &ar);
+        if (route == 1) conv2d_backward_im2col(dx, dw, dout, x, w, &s, &ar);
+        else winograd_backward(dx, dw, dout, x, w, &s, &ar);
         conv2d_backward(NULL, NULL, db, dout, x, w, &s, &ar);
     } else {
         conv2d_backward(dx, dw, db, dout, x, w, &s, &ar);
@@ -233,6 +241,12 @@ END_TEST
 START_TEST(conv_im2col_matches_direct)
 {
     check_against_direct(_i, 1);
+}
+END_TEST
+
+START_TEST(conv_winograd_matches_direct)
+{
+    check_against_direct(_i, 2);
 }
 END_TEST
 
@@ -572,6 +586,7 @@ Suite *suite_02_conv(void)
     tcase_add_test(core, conv_by_hand);
     tcase_add_loop_test(core, conv_matches_direct, 0, N_CONV_CASES);
     tcase_add_loop_test(core, conv_im2col_matches_direct, 0, N_CONV_CASES);
+    tcase_add_loop_test(core, conv_winograd_matches_direct, 0, N_CONV_CASES);
     tcase_add_test(core, group_norm_by_hand);
     tcase_add_test(core, group_norm_matches_direct);
     tcase_add_test(core, upsample_by_hand);
