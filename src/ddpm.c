@@ -1018,16 +1018,16 @@ static int take_cls(void *ctx, const char *flag, const char *v)
     if (!strcmp(flag, "data")) f->data = v;
     else if (!strcmp(flag, "out")) f->out = v;
     else if (!strcmp(flag, "classifier")) f->classifier = v;
-    else if (!strcmp(flag, "steps")) { bad = num(v, 1, 1e9, &x); c->steps = (long)x; }
+    else if (!strcmp(flag, "steps")) { bad = whole(v, 1, 1e9, &x); c->steps = (long)x; }
     else if (!strcmp(flag, "minutes")) { bad = num(v, 0.01, 1e6, &x); c->minutes = x; }
-    else if (!strcmp(flag, "stop")) { bad = num(v, 1, 1e9, &x); c->stop = (long)x; }
-    else if (!strcmp(flag, "batch")) { bad = num(v, 1, 4096, &x); c->batch = (int)x; }
+    else if (!strcmp(flag, "stop")) { bad = whole(v, 1, 1e9, &x); c->stop = (long)x; }
+    else if (!strcmp(flag, "batch")) { bad = whole(v, 1, 4096, &x); c->batch = (int)x; }
     else if (!strcmp(flag, "lr")) { bad = num(v, 0, 1, &x); c->lr = x; }
     else if (!strcmp(flag, "wd")) { bad = num(v, 0, 1, &x); c->weight_decay = x; }
-    else if (!strcmp(flag, "warmup")) { bad = num(v, 0, 1e9, &x); c->warmup = (long)x; }
-    else if (!strcmp(flag, "seed")) { bad = num(v, 0, 1e18, &x); c->seed = (unsigned long long)x; }
-    else if (!strcmp(flag, "flip")) { bad = num(v, 0, 1, &x); c->flip = (int)x; }
-    else if (!strcmp(flag, "shift")) { bad = num(v, 0, 1, &x); c->crop = (int)x; }
+    else if (!strcmp(flag, "warmup")) { bad = whole(v, 0, 1e9, &x); c->warmup = (long)x; }
+    else if (!strcmp(flag, "seed")) { bad = whole(v, 0, 1e18, &x); c->seed = (unsigned long long)x; }
+    else if (!strcmp(flag, "flip")) { bad = whole(v, 0, 1, &x); c->flip = (int)x; }
+    else if (!strcmp(flag, "shift")) { bad = whole(v, 0, 1, &x); c->crop = (int)x; }
     else if (!strcmp(flag, "width"))
         bad = sscanf(v, "%d,%d,%d,%d", &f->width[0], &f->width[1], &f->width[2], &f->width[3]) != 4 ||
               f->width[0] % CLS_GROUPS || f->width[1] % CLS_GROUPS || f->width[2] % CLS_GROUPS ||

@@ -118,6 +118,9 @@ row 2 "--seed takes a whole number"           init --out x.safetensors --seed -1
 row 2 "--seed takes a whole number"           init --out x.safetensors --seed 1.5
 row 2 "--seed takes a whole number"           init --out x.safetensors --seed 18446744073709551616
 row 1 "cannot create"                         init --out nodir/x.safetensors "${NET[@]}"
+# ddpm classifier: whole numbers where a count is asked for.
+row 2 "bad value '1.5' for --batch"           classifier train --out c.safetensors --batch 1.5
+row 2 "bad value '2.5' for --steps"           classifier train --out c.safetensors --steps 2.5
 # ddpm train: budgets and values.
 row 2 "give a budget"                         train --data data
 for bad in "steps 0" "steps -5" "steps 1.5" "steps abc" "steps 1e30" "steps 0x10" \
