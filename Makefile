@@ -98,6 +98,8 @@ run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck $(B)/ddpm
 	@echo "== the ddpm program: bad input (tests/cli_robust.sh), kill -9 (tests/kill9.sh) =="
 	@bash tests/cli_robust.sh $(B)/ddpm
 	@bash tests/kill9.sh $(B)/ddpm
+	@echo "== released PyTorch checkpoints, imported (tests/import_weights.sh) =="
+	@bash tests/import_weights.sh $(B)/ddpm
 	@echo "== float build (core and golden tests) =="
 	@$(B)/f32/run_tests
 	@echo "== double build (core and gradient checks) =="
