@@ -43,7 +43,7 @@ DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpn
 
 .PHONY: all deps bench-deps test run-tests book-check book-sync book bench data \
         notebooks clean help debug model demo homework grade homework-test homework-answers \
-        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind
+        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind paper-model
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -241,6 +241,15 @@ classifier: $(B)/ddpm
 classifier-fashion: $(B)/ddpm
 	$(B)/ddpm classifier train --data /usr/share/datasets/fashion-mnist \
 	  --out models/classifier_fashion_mnist.safetensors $(CLS_FLAGS) --warmup 50 --steps 600 --stop 570
+
+# The paper's released CIFAR-10 model: CKPT=path to pytorch_diffusion's
+# model-790000.ckpt (or its EMA variant) or diffusers' google/ddpm-cifar10-32
+# weights. Converts it into build/paper/, times the network here, and prints
+# the commands of the paper's numbers with their cost (appendix_paper_model.md).
+paper-model: bench-deps $(B)/ddpm
+	@[ "$(CKPT)" != "$(DEMO)/ckpt.safetensors" ] || { echo "usage: make paper-model CKPT=path/to/model-790000.ckpt [DATA=path]"; exit 2; }
+	@[ -f "$(CKPT)" ] || { echo "CKPT=$(CKPT): no such file"; exit 1; }
+	@bash tools/paper_model.sh $(B)/ddpm "$(CKPT)" $(B)/paper $(DATA)
 
 # Download CIFAR-10 into build/data (when this machine can reach it), else say how.
 data:
