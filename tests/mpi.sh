@@ -12,7 +12,8 @@
 #   - bpd, rd and sample (with --progressive) on 2 ranks: the same bytes as
 #     one process, with shares of unequal size;
 #   - ranks that disagree (another --seed, another --lr on rank 1) stop with
-#     a message naming the step; a batch smaller than the ranks is refused.
+#     a message naming the step; a batch smaller than the ranks is refused;
+#   - SIGTERM to one rank stops every rank after the same step, rank 0 saves.
 #
 #   usage: tests/mpi.sh [build/ddpm] [build/mpi/ddpm] [build/st_compare]
 set -u
@@ -111,5 +112,18 @@ ok "train: ranks that diverge (another --lr) stop at the next check (step 2); th
 two train "${NET[@]}" --batch 1 --steps 1 --out x3 > /dev/null 2> x.err && die "a batch of 1 on 2 ranks ran"
 grep -q "cannot be split across 2 ranks" x.err || die "no clear message for --batch 1: $(tail -n 3 x.err)"
 ok "train: --batch 1 on 2 ranks is refused with a message"
+
+# ---- SIGTERM to one rank: every rank stops after the same step, rank 0 saves ---------
+"${RUN[@]}" -np 2 "$MPI" train "${FLAGS[@]}" --steps 100000 --ckpt-every 1 --out x4 > x4.out 2> x.err &
+job=$!
+for ((i = 0; i < 600; i++)); do [ -f x4/ckpt.safetensors ] && break; sleep 0.1; done
+[ -f x4/ckpt.safetensors ] || { kill $job; die "no checkpoint after 60 s"; }
+kill -TERM "$(pgrep -P $job | tail -n 1)"   # the last rank started, not rank 0 as a rule
+wait $job || die "stopping one rank with SIGTERM failed the run: $(tail -n 5 x.err)"
+grep -q '^interrupted at step' x.err || die "no 'interrupted' message: $(tail -n 3 x.err)"
+s=$(head -c 65536 x4/ckpt.safetensors | tr -c '[:print:]' '\n' | grep -o '"train.step":"[0-9]*"' | grep -o '[0-9]*')
+[ "$s" = "$(tail -n 1 x4/log.csv | cut -d, -f1)" ] && grep -q "^trained to step $s," x4.out ||
+    die "the saved step ($s) is not the last one logged and reported"
+ok "train: SIGTERM to one rank stops all ranks after step $s, saved by rank 0"
 
 echo "mpi: all $pass checks passed"
