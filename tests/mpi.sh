@@ -6,7 +6,7 @@
 #     without MPI: weights, Adam moments and EMA equal to a relative 1e-5 of
 #     each group's largest value (the ranks sum their gradients in another
 #     order; what one rank computes alone is bit-identical), the logged loss
-#     to 1e-5; only rank 0 writes (one log, one result line);
+#     to 1e-5; only rank 0 writes (checkpoint, log, one result line);
 #   - --resume with a different number of processes (1 -> 2 and 2 -> 1)
 #     lands where the uninterrupted run does;
 #   - bpd, rd and sample (with --progressive) on 2 ranks: the same bytes as
@@ -66,6 +66,13 @@ paste -d, one/log.csv two/log.csv | awk -F, 'NR > 1 { d = $2 - $7; if (d < 0) d 
 ok "train: rank 0's log.csv holds $K steps, each loss that of one process"
 [ "$(grep -c '^trained to step' two.out)" = 1 ] || die "expected one result line, got: $(cat two.out)"
 ok "train: one result line on stdout from 2 ranks"
+
+# rank 1 told to write elsewhere writes nothing there: rank 0 alone writes
+"${RUN[@]}" -np 1 "$MPI" train "${FLAGS[@]}" --steps 2 --out w0 : -np 1 "$MPI" train "${FLAGS[@]}" \
+    --steps 2 --out w1 > /dev/null 2> w.err || die "2 ranks, two --out: $(tail -n 5 w.err)"
+[ -f w0/ckpt.safetensors ] && [ -s w0/log.csv ] && [ ! -e w1/ckpt.safetensors ] && [ ! -e w1/log.csv ] ||
+    die "rank 1 wrote a checkpoint or log (or rank 0 did not): $(ls w0 w1 2>&1)"
+ok "train: only rank 0 writes the checkpoint and log.csv"
 
 # ---- --resume with another number of processes -------------------------------------
 H=$((K / 2))
