@@ -21,6 +21,16 @@ LDLIBS  = $(PKG_LIBS) -lm -fopenmp
 
 B        = build
 
+# make MPI=1: the same program built with Open MPI's mpicc and -DDDPM_MPI into
+# build/mpi/ (mpirun -np N build/mpi/ddpm ...; book/appendix_mpi.md). Without
+# it nothing links MPI. make mpi-deps installs Open MPI; make test-mpi and
+# make bench-mpi run the two-rank tests and the scaling table.
+ifeq ($(MPI),1)
+CC      := mpicc
+B       := build/mpi
+CFLAGS  += -DDDPM_MPI
+endif
+
 # make chapterN DATA=path/to/cifar-10-batches-bin uses that data set.
 # MINUTES=N is the training time of each model a target trains, in minutes:
 # the demo model of make demo / model / chapter7 / chapter8 (default 15) and
@@ -43,7 +53,7 @@ DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpn
 
 .PHONY: all deps bench-deps test run-tests book-check book-sync book bench data \
         notebooks clean help debug model demo homework grade homework-test homework-answers \
-        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind paper-model
+        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind paper-model mpi-deps test-mpi bench-mpi
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -84,6 +94,26 @@ echo "make: installing$$missing"; \
 apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
   && echo "make: done"
 endef
+
+# Open MPI from Debian, for make MPI=1 (never installed by make deps).
+MPI_DEPS = libopenmpi-dev openmpi-bin
+mpi-deps:
+	@$(call install_missing,$(MPI_DEPS))
+
+# Two ranks against one process: training (weights, Adam, EMA), bpd, sample.
+test-mpi: mpi-deps build/ddpm build/st_compare
+	@$(MAKE) --no-print-directory MPI=1 build/mpi/ddpm
+	@bash tests/mpi.sh build/ddpm build/mpi/ddpm build/st_compare
+build/st_compare: tests/st_compare.c build/f32/libddpm.a
+	$(CC) $(CFLAGS) $< -o $@ build/f32/libddpm.a $(LDLIBS)
+
+# The scaling table of book/appendix_mpi.md: steps/s and images/s on 1 and 2
+# ranks, the allreduce time, and the estimate across machines (a measurement).
+bench-mpi: mpi-deps
+	@$(MAKE) --no-print-directory MPI=1 build/mpi/ddpm build/mpi/mpi_allreduce
+	@bash tests/bench_mpi.sh build/mpi/ddpm build/mpi/mpi_allreduce
+$(B)/mpi_allreduce: tests/mpi_allreduce.c $(B)/f32/libddpm.a
+	$(CC) $(CFLAGS) $< -o $@ $(B)/f32/libddpm.a $(LDLIBS)
 
 # Build and run every Check suite, float then double; ends on Check's summary.
 test:

@@ -307,11 +307,34 @@ uint32_t rng_u32(Rng *r)
 
 void rng_seed(Rng *r, uint64_t seed, uint64_t stream)
 {
+    r->skip_before = r->skip_after = 0;
     r->state = 0;
     r->inc = (stream << 1) | 1;
     rng_u32(r);
     r->state += seed;
     rng_u32(r);
+}
+
+// Jump ahead (Brown, "Random number generation with arbitrary strides",
+// 1994): n steps of state -> a state + c compose into one affine map,
+// built by repeated squaring of (a, c).
+void rng_advance(Rng *r, uint64_t n)
+{
+    uint64_t mult = 6364136223846793005ULL, plus = r->inc, acc_mult = 1, acc_plus = 0;
+    for (; n > 0; n >>= 1) {
+        if (n & 1) {
+            acc_mult *= mult;
+            acc_plus = acc_plus * mult + plus;
+        }
+        plus = (mult + 1) * plus;
+        mult *= mult;
+    }
+    r->state = acc_mult * r->state + acc_plus;
+}
+
+void rng_skip_batch(Rng *r, size_t per_image, int after)
+{
+    rng_advance(r, (uint64_t)(after ? r->skip_after : r->skip_before) * per_image);
 }
 
 // Lemire's trick would be faster; rejection keeps it exact and obvious.

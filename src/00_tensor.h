@@ -102,6 +102,11 @@ void    params_free(ParamSet *ps);
 typedef struct Rng {
     uint64_t state;
     uint64_t inc;          // stream selector, always odd
+    // A batch split across processes (dist.h): this process holds the images
+    // after the first skip_before of the batch, and skip_after more follow; a
+    // draw for a whole-batch tensor (dropout) steps over the others' numbers.
+    // 0, 0 (set by rng_seed) for everything else.
+    uint32_t skip_before, skip_after;
 } Rng;
 
 void     rng_seed(Rng *r, uint64_t seed, uint64_t stream);
@@ -111,6 +116,11 @@ double   rng_uniform(Rng *r);                 // uniform in [0, 1), 53 bits
 double   rng_normal(Rng *r);                  // standard normal
 void     rng_fill_uniform(Rng *r, real *x, size_t n, real lo, real hi);
 void     rng_fill_normal(Rng *r, real *x, size_t n, real mean, real std);
+#define  RNG_NORMAL_DRAWS 4   // rng_normal takes exactly this many rng_u32 draws
+void     rng_advance(Rng *r, uint64_t n);   // as if rng_u32 ran n times, in O(log n) steps
+// Step over the draws of the images before (after = 0) or after (after = 1)
+// this process's share of a batch, `per_image` draws each (see skip_before).
+void     rng_skip_batch(Rng *r, size_t per_image, int after);
 
 /* ---- Elementwise kernels and reductions (raw arrays of n values) -------- */
 

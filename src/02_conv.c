@@ -641,7 +641,9 @@ Tensor *ag_dropout(Tape *tp, Tensor *x, real p, Rng *rng, int train)
     if (!train || p == 0) return x;
     Tensor *out = tensor_like(tp->arena, x);
     real *mask = arena_alloc(tp->arena, x->size * sizeof(real));
+    rng_skip_batch(rng, x->size / x->shape[0], 0);   // a batch split across processes:
     dropout_forward(out->data, mask, x->data, x->size, p, rng);
+    rng_skip_batch(rng, x->size / x->shape[0], 1);   // the others' masks are not ours
     Node *nd = tape_record(tp, "dropout", dropout_node, out, 1, &x);
     if (nd) nd->saved = mask;
     return out;

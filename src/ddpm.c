@@ -26,6 +26,7 @@
 #include "train.h"
 #include "09_metrics.h"
 #include "classifier.h"
+#include "dist.h"
 #include "sha256.h"
 
 #define DDPM_VERSION "0.1.0"
@@ -753,7 +754,7 @@ static int eval_bound(const BpdFlags *f, const EvalSet *e, BpdResult *r, Error *
     Progress pr;
     progress_start(&pr, f->cmd, 0, 0);
     Model model = unet_model(&e->m.net);
-    int rc = calc_bpd_loop(&e->m.df, &model, e->x0, e->n, e->data.c, e->data.h, e->data.w,
+    int rc = dist_calc_bpd_loop(&e->m.df, &model, e->x0, e->n, e->data.c, e->data.h, e->data.w,
                            f->batch, &rng, f->clip, r, progress_callback, &pr, err);
     if (rc == 0) progress_end(&pr, pr.total, NULL);
     return rc;
@@ -968,8 +969,8 @@ static int cmd_sample(int argc, char **argv)
                 f.progressive ? " and their snapshots (--progressive)" : "");
         return 1;
     }
-    rc = f.progressive ? sample_progressive(&sm, x, snaps, ts, f.m.n, C, R, R, f.m.seed, f.every, &err)
-                       : sample_images(&sm, x, f.m.n, C, R, R, f.m.seed, 0, &err);
+    rc = f.progressive ? dist_sample_progressive(&sm, x, snaps, ts, f.m.n, C, R, R, f.m.seed, f.every, &err)
+                       : dist_sample_images(&sm, x, f.m.n, C, R, R, f.m.seed, 0, &err);
     if (rc == 0) {
         progress_end(&pr, pr.total, NULL);
         double secs = progress_now() - pr.start;
@@ -1376,6 +1377,7 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    dist_init(&argc, &argv);   // MPI build: one process per rank (dist.h); nothing otherwise
     gemm_set_threads(1);   // one thread pool: OpenMP splits the work, BLAS runs inside (chapter 00)
     // A file-size limit (ulimit -f) makes a write fail with EFBIG, reported
     // by the writer, instead of killing the program in the middle of a save.
@@ -1388,7 +1390,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--version")) return cmd_version(1, argv + 1);
     for (int i = 0; i < N_COMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name))
-            return commands[i].run(argc - 1, argv + 1);
+            return dist_exit(commands[i].run(argc - 1, argv + 1));
     fprintf(stderr, "ddpm: unknown command '%s' (see ddpm --help)\n", argv[1]);
     return 2;
 }

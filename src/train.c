@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "dist.h"
 #include "progress.h"
 
 #define ORDER_STREAM (1ULL << 40)   // Rng streams of the epoch shuffles
@@ -290,16 +291,18 @@ int trainer_step(Trainer *tr, const Dataset *data, Error *err)
     for (int j = 0; j < B; j++) tr->t[j] = (int)rng_below(&rng, (uint32_t)tr->sched.T);
     Tensor *noise = tensor_like(&tr->arena, x0);
     rng_fill_normal(&rng, noise->data, noise->size, 0, 1);
+    dist_batch_slice(&tr->arena, &x0, &noise, tr->t, &rng);   // MPI: this rank's share
 
     params_zero_grad(&tr->net.params);
     Tensor *loss = training_losses(&tr->tape, &tr->df, &tr->net, x0, tr->t, noise, &rng, 1, NULL);
-    tr->last_loss = loss->data[0];
+    tr->last_loss = dist_batch_loss(loss->data[0], B);   // the mean over the whole batch
     int rc = 0;
     if (!isfinite(tr->last_loss)) {
         rc = error_set(err, "the loss is %g at step %ld: stopping (the last checkpoint is "
                             "kept; try a lower --lr or --clip)", tr->last_loss, tr->step + 1);
     } else {
         tape_backward(&tr->tape, loss);
+        dist_batch_grad(&tr->net.params, B);   // MPI: the sum over the ranks (dist.h)
         tr->last_grad_norm = clip_gradients(&tr->net.params, c->grad_clip);
         if (!isfinite(tr->last_grad_norm))
             rc = error_set(err, "the gradient norm is %g at step %ld: stopping (the last "
@@ -316,7 +319,7 @@ int trainer_step(Trainer *tr, const Dataset *data, Error *err)
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
-int trainer_save(const Trainer *tr, const char *path, const char *data_name, Error *err)
+static int save_state(const Trainer *tr, const char *path, const char *data_name, Error *err)
 {
     const ParamSet *ps = &tr->net.params;
     int n = 3 * ps->count;
@@ -363,6 +366,15 @@ int trainer_save(const Trainer *tr, const char *path, const char *data_name, Err
     return rc;
 }
 
+// With MPI (dist.h) the ranks first check that they hold the same state;
+// rank 0 alone writes, and every rank returns its result.
+int trainer_save(const Trainer *tr, const char *path, const char *data_name, Error *err)
+{
+    if (dist_check_trainer(tr, 0, err) < 0) return -1;
+    int rc = dist_is_root() ? save_state(tr, path, data_name, err) : 0;
+    return dist_root_status(rc, err);
+}
+
 /* ---- the loop ------------------------------------------------------------------ */
 
 // Set by the signal handler, read by the loop: the one piece of global
@@ -393,6 +405,7 @@ static FILE *open_log(const Trainer *tr, Error *err)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/log.csv", tr->cfg.out_dir);
+    if (!dist_is_root()) return fopen("/dev/null", "w");   // MPI: rank 0 writes the log
     FILE *f = fopen(path, tr->step > 0 ? "a" : "w");
     if (!f) {
         error_set(err, "%s: cannot write the training log (%s)", path, strerror(errno));
@@ -406,7 +419,7 @@ int train_run(Trainer *tr, const Dataset *data, Error *err)
 {
     const TrainConfig *c = &tr->cfg;
     char ckpt[600], note[96];
-    if (make_dir(c->out_dir, err) < 0) return -1;
+    if (dist_train_begin(tr, err) < 0 || make_dir(c->out_dir, err) < 0) return -1;
     snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", c->out_dir);
     FILE *log = open_log(tr, err);
     if (!log) return -1;
@@ -417,9 +430,9 @@ int train_run(Trainer *tr, const Dataset *data, Error *err)
     long first = tr->step;
     progress_start(&pr, "train", c->steps > 0 ? c->steps - first : 0, c->quiet);
     int rc = 0;
-    while ((c->steps <= 0 || tr->step < c->steps) && !stop_signal &&
-           (c->minutes <= 0 || progress_now() - pr.start < 60 * c->minutes)) {
-        if (trainer_step(tr, data, err) < 0) { rc = -1; break; }
+    while (dist_all((c->steps <= 0 || tr->step < c->steps) && !stop_signal &&
+                    (c->minutes <= 0 || progress_now() - pr.start < 60 * c->minutes))) {
+        if (trainer_step(tr, data, err) < 0 || dist_check_trainer(tr, 1, err) < 0) { rc = -1; break; }
         fprintf(log, "%ld,%.6f,%.4f,%.3g,%.2f\n", tr->step, tr->last_loss, tr->last_grad_norm,
                 learning_rate(c, tr->step - 1),
                 progress_now() - pr.start);

@@ -139,6 +139,42 @@ START_TEST(rng_is_reproducible_and_streams_differ)
 }
 END_TEST
 
+// rng_advance(n) lands where n calls of rng_u32 land, for n = 0, 1, and
+// counts with many bits set; a normal takes RNG_NORMAL_DRAWS draws, which
+// is what lets a process skip to its share of a stream of normals.
+START_TEST(rng_advance_matches_stepping)
+{
+    static const uint64_t ns[] = {0, 1, 2, 3, 7, 1000, 12345};
+    for (int k = 0; k < 7; k++) {
+        Rng a, b;
+        rng_seed(&a, 9, 5);
+        rng_seed(&b, 9, 5);
+        for (uint64_t i = 0; i < ns[k]; i++) rng_u32(&a);
+        rng_advance(&b, ns[k]);
+        ck_assert_uint_eq(a.state, b.state);
+        ck_assert_uint_eq(rng_u32(&a), rng_u32(&b));
+    }
+    Rng a, b;
+    rng_seed(&a, 3, 1);
+    rng_seed(&b, 3, 1);
+    for (int i = 0; i < 37; i++) rng_normal(&a);
+    rng_advance(&b, 37 * RNG_NORMAL_DRAWS);
+    ck_assert(rng_normal(&a) == rng_normal(&b));
+    // the batch window: images 2..4 of 7, 10 draws per image
+    rng_seed(&a, 3, 2);
+    rng_seed(&b, 3, 2);
+    ck_assert_uint_eq(b.skip_before + b.skip_after, 0);
+    b.skip_before = 2;
+    b.skip_after = 2;
+    for (int i = 0; i < 20; i++) rng_u32(&a);
+    rng_skip_batch(&b, 10, 0);
+    for (int i = 0; i < 30; i++) ck_assert_uint_eq(rng_u32(&a), rng_u32(&b));
+    for (int i = 0; i < 20; i++) rng_u32(&a);
+    rng_skip_batch(&b, 10, 1);
+    ck_assert_uint_eq(rng_u32(&a), rng_u32(&b));
+}
+END_TEST
+
 // Moments of 200k draws, each within 5 standard errors of its true value.
 START_TEST(rng_distributions)
 {
@@ -303,6 +339,7 @@ Suite *suite_00_tensor(void)
     tcase_add_test(tc, rng_matches_pcg32_reference);
     tcase_add_test(tc, rng_is_reproducible_and_streams_differ);
     tcase_add_test(tc, rng_distributions);
+    tcase_add_test(tc, rng_advance_matches_stepping);
     tcase_add_test(tc, vec_kernels);
     tcase_add_test(tc, vec_sum_is_accurate);
     tcase_add_test(tc, exp_vec_is_accurate);
