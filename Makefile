@@ -51,7 +51,7 @@ NOTEBOOKS := $(patsubst notebooks_c/%.c,%,$(wildcard notebooks_c/ch*.c))
 DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev \
        gnuplot-nox graphviz pandoc dataset-fashion-mnist
 
-.PHONY: all deps bench-deps test run-tests book-check book-sync book bench data \
+.PHONY: ch09-ladder all deps bench-deps test run-tests book-check book-sync book bench data \
         notebooks clean help debug model demo homework grade homework-test homework-answers \
         classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind paper-model mpi-deps test-mpi bench-mpi
 .DEFAULT_GOAL := all
@@ -257,20 +257,45 @@ demo: deps model
 	echo "  next: make chapter8 (more pictures of sampling), make book (the book as HTML)"
 
 # ---- the reference classifiers of chapter 09's scores -------------------------
-# The committed models/classifier_cifar10.safetensors came from this command
-# (fixed seed and steps; the schedule is for 1700 steps, the run stopped at
-# 1680 on its time budget; `ddpm score` prints the file's SHA-256). CIFAR-10
-# from DATA (default build/data/cifar-10-batches-bin).
-CLS_FLAGS = --width 16,32,64,128 --batch 64 --warmup 100 --seed 1
+# The committed models/classifier_*.safetensors came from these commands (fixed
+# seed and steps, so the same file every time on the same build; `ddpm score`
+# prints the file's SHA-256). CIFAR-10 from DATA (default
+# build/data/cifar-10-batches-bin); chapter 09 gives their accuracy and time.
 classifier: $(B)/ddpm
 	$(B)/ddpm classifier train --data $${DDPM_DATA:-build/data/cifar-10-batches-bin} \
-	  --out models/classifier_cifar10.safetensors $(CLS_FLAGS) --steps 1700 --stop 1680
+	  --out models/classifier_cifar10.safetensors --width 24,48,96,192 --steps 4600 --seed 1
 
-# The same for Fashion-MNIST (the scores of 1-channel samples): an 18-minute
-# run, stopped by its budget at step 570 of a 600-step schedule.
+# The same for Fashion-MNIST (the scores of 1-channel samples).
 classifier-fashion: $(B)/ddpm
 	$(B)/ddpm classifier train --data /usr/share/datasets/fashion-mnist \
-	  --out models/classifier_fashion_mnist.safetensors $(CLS_FLAGS) --warmup 50 --steps 600 --stop 570
+	  --out models/classifier_fashion_mnist.safetensors --width 16,32,64,128 --steps 2000 --seed 1
+
+# ---- chapter 09's checkpoint ladder -------------------------------------------
+# One run of the tiny U-Net on the default data (the demo's settings, with a
+# fixed warm-up), stopped and resumed at each of LADDER_STEPS (a resumed run
+# continues exactly), the checkpoint kept at each, and LADDER_SAMPLES images
+# drawn from each with Algorithm 2 (seed 1). Each file is written once; an
+# interrupted make chapter9 continues where it stopped.
+LADDER_DIR     ?= $(B)/ch09_ladder$(if $(DATA),-$(notdir $(patsubst %/,%,$(DATA))))
+LADDER_STEPS   ?= 250 750 1500
+LADDER_SAMPLES ?= 150
+export LADDER_DIR LADDER_STEPS
+chapter9: ch09-ladder
+ch09-ladder: $(B)/ddpm
+	@mkdir -p $(LADDER_DIR); for s in $(LADDER_STEPS); do \
+	  c=$(LADDER_DIR)/step$$s.safetensors; [ -f $$c ] && continue; \
+	  r=; [ -f $(LADDER_DIR)/run/ckpt.safetensors ] && r="--resume $(LADDER_DIR)/run/ckpt.safetensors"; \
+	  echo "== chapter 9 ladder: training to step $$s"; \
+	  $(B)/ddpm train --config tiny --ema 0.995 --warmup 100 --steps $$s --out $(LADDER_DIR)/run $$r \
+	    || exit 1; \
+	  got=$$(tail -n 1 $(LADDER_DIR)/run/log.csv | cut -d, -f1); [ "$$got" = "$$s" ] || { \
+	    echo "ch09-ladder: the run stopped at step $$got, not $$s (interrupted?); make chapter9 continues it"; \
+	    exit 1; }; \
+	  cp $(LADDER_DIR)/run/ckpt.safetensors $$c.tmp && mv $$c.tmp $$c || exit 1; done; \
+	for s in $(LADDER_STEPS); do [ -f $(LADDER_DIR)/step$$s.npy ] && continue; \
+	  echo "== chapter 9 ladder: $(LADDER_SAMPLES) samples of step $$s"; \
+	  $(B)/ddpm sample --ckpt $(LADDER_DIR)/step$$s.safetensors --n $(LADDER_SAMPLES) --seed 1 \
+	    --out $(LADDER_DIR)/step$$s.png || exit 1; done
 
 # The paper's released CIFAR-10 model: CKPT=path to pytorch_diffusion's
 # model-790000.ckpt (or its EMA variant) or diffusers' google/ddpm-cifar10-32

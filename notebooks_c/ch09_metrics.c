@@ -8,12 +8,18 @@
  *   noise ladder   test images plus Gaussian noise of growing sigma against
  *                  the training images: every score must grow monotonically
  *   blur ladder    the same with a Gaussian blur of growing radius
- * Writes figures/ch09_calibration.{png,svg}, figures/data/ch09_*.dat and
- * figures/data/ch09_table.txt (the numbers, also printed).
+ *   checkpoints    the samples of one training run at several steps (drawn
+ *                  by `make chapter9` into LADDER_DIR before this runs)
+ *                  against the training images
+ * Writes figures/ch09_calibration_TAG.{png,svg}, figures/data/ch09_*_TAG.dat
+ * and figures/data/ch09_table_TAG.txt (the numbers, also printed), TAG the
+ * data set's short name (cifar10, fashionmnist).
  *
  * DDPM_DATA is the data set (default as `ddpm train`); CLASSIFIER the
  * network (default: the committed one for the data set's channel count);
- * CAL_N (10000) the largest N of the floor; LADDER_N (1000) images per rung.
+ * CAL_N (10000) the largest N of the floor; LADDER_N (1000) images per rung;
+ * LADDER_DIR the folder of stepS.npy sample files and LADDER_STEPS the steps S
+ * (no checkpoint rows when LADDER_DIR is unset).
  */
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +28,7 @@
 
 #include "09_metrics.h"
 #include "classifier.h"
+#include "npy.h"
 #include "progress.h"
 #include "sha256.h"
 
@@ -32,6 +39,28 @@ typedef struct Ctx {
     real *ftrain, *ftest;     // [CAL_N, D] features of the first CAL_N images
     int n_cal, n_ladder;
 } Ctx;
+
+// Every output carries the data set's tag (cifar10, fashionmnist, ...), so the
+// runs on two data sets sit side by side: figures/data/ch09_STEM_TAG.EXT.
+static char g_tag[32], g_name[64];
+
+static const char *out_path(const char *stem, const char *ext)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf, "figures/data/ch09_%s_%s.%s", stem, g_tag, ext);
+    return buf;
+}
+
+// "CIFAR-10 (JPEG q75 copy)" -> "cifar10": the first word, letters and digits.
+static void set_tag(const char *name)
+{
+    snprintf(g_name, sizeof g_name, "%s", name);
+    int k = 0;
+    for (const char *p = name; *p && *p != ' ' && k < (int)sizeof g_tag - 1; p++)
+        if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')) g_tag[k++] = *p;
+        else if (*p >= 'A' && *p <= 'Z') g_tag[k++] = (char)(*p - 'A' + 'a');
+    g_tag[k] = 0;
+}
 
 static int env_int(const char *name, int dflt)
 {
@@ -153,34 +182,88 @@ static int ladder(Ctx *c, int blur, const double *levels, int n, const char *pat
     return mono;
 }
 
+/* ---- checkpoints: one run's samples at several training steps ---------------- */
+
+// Scores the samples LADDER_DIR/stepS.npy of every S in LADDER_STEPS against
+// the training images; returns how many steps it scored.
+static int checkpoint_rows(Ctx *c, FILE *tab)
+{
+    const char *dir = getenv("LADDER_DIR"), *steps = getenv("LADDER_STEPS");
+    if (!dir || !*dir || !steps || !*steps) return 0;
+    FILE *dat = fopen(out_path("checkpoints", "dat"), "w");
+    fprintf(dat, "# step N FD KID SE IS IS_SE\n");
+    fprintf(tab, "checkpoints of one run (%s): its samples against %d training images\n",
+            dir, c->n_cal);
+    int rows = 0;
+    for (const char *s = steps; *s;) {
+        char *end;
+        long step = strtol(s, &end, 10);
+        if (end == s) break;
+        s = end + strspn(end, " ,");
+        char path[1024];
+        snprintf(path, sizeof path, "%s/step%ld.npy", dir, step);
+        NpyArray a;
+        Error err;
+        if (npy_read(path, &a, &err)) die(&err);
+        int n = a.ndim == 4 ? a.shape[0] : 0;
+        if (n <= c->D || a.shape[1] != c->test.c || a.shape[2] != 32 || a.shape[3] != 32) {
+            fprintf(stderr, "ch09: %s: want [N > %d, %d, 32, 32] images\n", path, c->D, c->test.c);
+            exit(1);
+        }
+        real *f = malloc(sizeof(real) * n * c->D), *p = malloc(sizeof(real) * n * c->K);
+        classifier_embed(&c->net, a.data, n, 250, f, p);
+        Scores sc;
+        IsResult is;
+        if (metrics_compare(&sc, f, n, c->ftrain, c->n_cal, c->D, 1, &err) ||
+            metrics_inception_score(&is, p, n, c->K, 10, &err)) die(&err);
+        fprintf(dat, "%ld %d %.6f %.6f %.6f %.4f %.4f\n", step, n, sc.fd.fd, sc.kid.kid,
+                sc.kid.se, is.is, is.se);
+        fprintf(tab, "  step %6ld  N %5d   FD %9.4f  KID %8.5f +- %.5f  IS %6.3f +- %.3f\n",
+                step, n, sc.fd.fd, sc.kid.kid, sc.kid.se, is.is, is.se);
+        free(f), free(p), npy_free(&a);
+        rows++;
+    }
+    fclose(dat);
+    return rows;
+}
+
 /* ---- the figure --------------------------------------------------------------- */
 
-static void write_plot(void)
+static void write_plot(int checkpoints)
 {
-    FILE *f = fopen("figures/data/ch09_calibration.gpi", "w");
+    FILE *f = fopen(out_path("calibration", "gpi"), "w");
+    fprintf(f, "set multiplot layout 1,%d title '%s'\n", checkpoints ? 4 : 3, g_name);
     fprintf(f,
-        "set multiplot layout 1,3\nset grid\nset key top right\n"
+        "set grid\nset key top right\n"
         "set logscale xy\nset xlabel 'N (images per set)'\nset ylabel 'Frechet distance (log)'\n"
         "set y2label 'KID x 1000'\nset y2tics\nset ytics nomirror\n"
-        "set title 'Floor: real vs real'\n"
-        "plot 'figures/data/ch09_floor.dat' u 1:2 w lp pt 7 t 'FD train vs test', "
-        "'' u 1:5 w lp pt 5 t 'FD test vs test', "
-        "'' u 1:($3*1000):($4*1000) axes x1y2 w yerrorlines pt 9 t 'KID x 1000, train vs test'\n"
-        "unset logscale xy\nset xlabel 'noise sigma (pixels in [-1, 1])'\n"
-        "set ylabel 'Frechet distance'\nset y2label 'KID'\n"
-        "set title 'Noise ladder'\n"
-        "plot 'figures/data/ch09_noise.dat' u 1:2 w lp pt 7 t 'FD', "
-        "'' u 1:3:4 axes x1y2 w yerrorlines pt 9 t 'KID'\n"
-        "set xlabel 'blur sigma (pixels)'\nset title 'Blur ladder'\n"
-        "plot 'figures/data/ch09_blur.dat' u 1:2 w lp pt 7 t 'FD', "
-        "'' u 1:3:4 axes x1y2 w yerrorlines pt 9 t 'KID'\n"
-        "unset multiplot\n");
+        "set title 'Floor: real vs real'\n");
+    fprintf(f, "plot '%s' u 1:2 w lp pt 7 t 'FD train vs test', "
+               "'' u 1:5 w lp pt 5 t 'FD test vs test', "
+               "'' u 1:($3*1000):($4*1000) axes x1y2 w yerrorlines pt 9 t 'KID x 1000, train vs test'\n",
+            out_path("floor", "dat"));
+    fprintf(f, "unset logscale xy\nset xlabel 'noise sigma (pixels in [-1, 1])'\n"
+               "set ylabel 'Frechet distance'\nset y2label 'KID'\nset title 'Noise ladder'\n");
+    fprintf(f, "plot '%s' u 1:2 w lp pt 7 t 'FD', '' u 1:3:4 axes x1y2 w yerrorlines pt 9 t 'KID'\n",
+            out_path("noise", "dat"));
+    fprintf(f, "set xlabel 'blur sigma (pixels)'\nset title 'Blur ladder'\n");
+    fprintf(f, "plot '%s' u 1:2 w lp pt 7 t 'FD', '' u 1:3:4 axes x1y2 w yerrorlines pt 9 t 'KID'\n",
+            out_path("blur", "dat"));
+    if (checkpoints)
+        fprintf(f, "set xlabel 'training step'\nset title 'Checkpoints of one run'\nset logscale x\n"
+                   "plot '%s' u 1:3 w lp pt 7 t 'FD', '' u 1:4:5 axes x1y2 w yerrorlines pt 9 t 'KID'\n"
+                   "unset logscale x\n", out_path("checkpoints", "dat"));
+    fprintf(f, "unset multiplot\n");
     fclose(f);
-    f = fopen("figures/data/ch09_calibration.gp", "w");
-    fprintf(f, "set terminal pngcairo size 1500,450 font 'Sans,10'\nset output 'figures/ch09_calibration.png'\n"
-               "load 'figures/data/ch09_calibration.gpi'\n"
-               "set terminal svg size 1500,450 font 'Sans,10'\nset output 'figures/ch09_calibration.svg'\n"
-               "load 'figures/data/ch09_calibration.gpi'\n");
+    char gpi[512];
+    snprintf(gpi, sizeof gpi, "%s", out_path("calibration", "gpi"));
+    f = fopen(out_path("calibration", "gp"), "w");
+    int w = checkpoints ? 2000 : 1500;
+    fprintf(f, "set terminal pngcairo size %d,470 font 'Sans,10'\n"
+               "set output 'figures/ch09_calibration_%s.png'\nload '%s'\n"
+               "set terminal svg size %d,470 font 'Sans,10'\n"
+               "set output 'figures/ch09_calibration_%s.svg'\nload '%s'\n",
+            w, g_tag, gpi, w, g_tag, gpi);
     fclose(f);
 }
 
@@ -202,6 +285,7 @@ static void setup(Ctx *c)
     c->n_cal = env_int("CAL_N", 10000), c->n_ladder = env_int("LADDER_N", 1000);
     if (c->n_cal > c->test.n) c->n_cal = c->test.n;
     if (c->n_ladder > c->test.n) c->n_ladder = c->test.n;
+    set_tag(c->train.name);
     printf("data %s; classifier %s (sha256 %s), %d features\n", c->train.name, cls, hex, c->D);
     c->ftrain = malloc(sizeof(real) * c->n_cal * c->D);
     c->ftest = malloc(sizeof(real) * c->n_cal * c->D);
@@ -217,19 +301,23 @@ int main(void)
     Ctx c;
     memset(&c, 0, sizeof c);
     setup(&c);
-    FILE *tab = fopen("figures/data/ch09_table.txt", "w");
-    FILE *dat = fopen("figures/data/ch09_floor.dat", "w");
+    FILE *tab = fopen(out_path("table", "txt"), "w");
+    FILE *dat = fopen(out_path("floor", "dat"), "w");
     floor_rows(&c, dat, tab);
     fclose(dat);
     static const double noise[] = {0, 0.02, 0.05, 0.1, 0.2, 0.4};
     static const double blur[] = {0, 0.5, 0.75, 1, 1.5, 2};
     fprintf(tab, "ladders: the first %d test images, corrupted, against %d training images\n",
             c.n_ladder, c.n_cal);
-    int ok = ladder(&c, 0, noise, 6, "figures/data/ch09_noise.dat", tab);
-    ok &= ladder(&c, 1, blur, 6, "figures/data/ch09_blur.dat", tab);
+    char path[512];
+    snprintf(path, sizeof path, "%s", out_path("noise", "dat"));
+    int ok = ladder(&c, 0, noise, 6, path, tab);
+    snprintf(path, sizeof path, "%s", out_path("blur", "dat"));
+    ok &= ladder(&c, 1, blur, 6, path, tab);
+    int checkpoints = checkpoint_rows(&c, tab);
     fclose(tab);
-    write_plot();
-    FILE *in = fopen("figures/data/ch09_table.txt", "r");
+    write_plot(checkpoints);
+    FILE *in = fopen(out_path("table", "txt"), "r");
     char line[256];
     while (fgets(line, sizeof line, in)) fputs(line, stdout);
     fclose(in);
