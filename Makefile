@@ -43,7 +43,7 @@ DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpn
 
 .PHONY: all deps bench-deps test run-tests book-check book-sync book bench data \
         notebooks clean help debug model demo homework grade homework-test homework-answers \
-        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind
+        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind reproduce
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -90,14 +90,15 @@ test:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory run-tests
 
-run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck $(B)/ddpm
+run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck $(B)/ddpm $(B)/repro
 	@sh tools/bookcheck_test.sh > $(B)/bookcheck_test.log 2>&1 || { cat $(B)/bookcheck_test.log; exit 1; }
 	@tail -n 1 $(B)/bookcheck_test.log
 	@$(if $(wildcard book/0*.md),$(B)/bookcheck book/*.md,echo "no book chapters here: excerpt check skipped")
 	@$(if $(wildcard tools/homework_mutations.txt),$(MAKE) --no-print-directory homework-test)
-	@echo "== the ddpm program: bad input (tests/cli_robust.sh), kill -9 (tests/kill9.sh) =="
+	@echo "== the ddpm program: bad input (tests/cli_robust.sh), kill -9 (tests/kill9.sh), make reproduce on a toy run (tests/reproduce_test.sh) =="
 	@bash tests/cli_robust.sh $(B)/ddpm
 	@bash tests/kill9.sh $(B)/ddpm
+	@sh tests/reproduce_test.sh $(B)/ddpm $(B)/repro
 	@echo "== float build (core and golden tests) =="
 	@$(B)/f32/run_tests
 	@echo "== double build (core and gradient checks) =="
@@ -239,6 +240,15 @@ classifier: $(B)/ddpm
 classifier-fashion: $(B)/ddpm
 	$(B)/ddpm classifier train --data /usr/share/datasets/fashion-mnist \
 	  --out models/classifier_fashion_mnist.safetensors $(CLS_FLAGS) --warmup 50 --steps 600 --stop 570
+
+# The paper's Tables 1, 2, 4 and Figures 5-8 in one resumable run of about
+# HOURS hours (2) on two cores, ending in book/results.md (tools/reproduce.sh
+# says how the budget is split); DATA=path, SEED=N; TOY=1 tests the harness.
+reproduce: $(B)/ddpm $(B)/repro
+	@HOURS="$(HOURS)" SEED="$(SEED)" TOY="$(TOY)" DATA="$(DATA)" sh tools/reproduce.sh
+$(B)/repro: tools/repro.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra $< -o $@ -lm
 
 # Download CIFAR-10 into build/data (when this machine can reach it), else say how.
 data:
