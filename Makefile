@@ -53,7 +53,8 @@ DEPS = gcc make check pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpn
 
 .PHONY: ch09-ladder all deps bench-deps test run-tests book-check book-sync book bench data \
         notebooks clean help debug model demo homework grade homework-test homework-answers \
-        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind paper-model mpi-deps test-mpi bench-mpi
+        classifier classifier-fashion fuzz fuzz-deps fuzz-smoke valgrind paper-model mpi-deps test-mpi \
+        bench-mpi reproduce
 .DEFAULT_GOAL := all
 
 # The library (float) and the ddpm program.
@@ -120,14 +121,15 @@ test:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory run-tests
 
-run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck $(B)/ddpm
+run-tests: $(B)/f32/run_tests $(B)/f64/run_tests $(B)/bookcheck $(B)/ddpm $(B)/repro
 	@sh tools/bookcheck_test.sh > $(B)/bookcheck_test.log 2>&1 || { cat $(B)/bookcheck_test.log; exit 1; }
 	@tail -n 1 $(B)/bookcheck_test.log
 	@$(if $(wildcard book/0*.md),$(B)/bookcheck book/*.md,echo "no book chapters here: excerpt check skipped")
 	@$(if $(wildcard tools/homework_mutations.txt),$(MAKE) --no-print-directory homework-test)
-	@echo "== the ddpm program: bad input (tests/cli_robust.sh), kill -9 (tests/kill9.sh) =="
+	@echo "== the ddpm program: bad input (tests/cli_robust.sh), kill -9 (tests/kill9.sh), make reproduce on a toy run (tests/reproduce_test.sh) =="
 	@bash tests/cli_robust.sh $(B)/ddpm
 	@bash tests/kill9.sh $(B)/ddpm
+	@sh tests/reproduce_test.sh $(B)/ddpm $(B)/repro
 	@echo "== released PyTorch checkpoints, imported (tests/import_weights.sh) =="
 	@bash tests/import_weights.sh $(B)/ddpm
 	@echo "== float build (core and golden tests) =="
@@ -305,6 +307,15 @@ paper-model: bench-deps $(B)/ddpm
 	@[ "$(CKPT)" != "$(DEMO)/ckpt.safetensors" ] || { echo "usage: make paper-model CKPT=path/to/model-790000.ckpt [DATA=path]"; exit 2; }
 	@[ -f "$(CKPT)" ] || { echo "CKPT=$(CKPT): no such file"; exit 1; }
 	@bash tools/paper_model.sh $(B)/ddpm "$(CKPT)" $(B)/paper $(DATA)
+
+# The paper's Tables 1, 2, 4 and Figures 5-8 in one resumable run of about
+# HOURS hours (2) on two cores, ending in book/results.md (tools/reproduce.sh
+# says how the budget is split); DATA=path, SEED=N; TOY=1 tests the harness.
+reproduce: $(B)/ddpm $(B)/repro
+	@HOURS="$(HOURS)" SEED="$(SEED)" TOY="$(TOY)" DATA="$(DATA)" sh tools/reproduce.sh
+$(B)/repro: tools/repro.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra $< -o $@ -lm
 
 # Download CIFAR-10 into build/data (when this machine can reach it), else say how.
 data:

@@ -23,6 +23,7 @@
 #include "progress.h"
 #include "07_ratedist.h"
 #include "08_sampler.h"
+#include "08_figures.h"
 #include "train.h"
 #include "09_metrics.h"
 #include "classifier.h"
@@ -622,7 +623,7 @@ static int cmd_train(int argc, char **argv)
 // all of them, ddpm sample the shared ones (take_model_flag) and its own.
 typedef struct BpdFlags {
     const char *cmd, *ckpt, *data, *csv;
-    int n, batch, clip, ema, bad;
+    int n, batch, clip, ema, bad, train;   // train: --split train (bpd, rd)
     unsigned long long seed;
     NetFlags net;   // for a checkpoint that stores no config (a converted state_dict)
 } BpdFlags;
@@ -670,7 +671,13 @@ static int take_bpd(void *ctx, const char *flag, const char *v)
     BpdFlags *f = ctx;
     if (!strcmp(flag, "data")) f->data = v;
     else if (!strcmp(flag, "csv")) f->csv = v;
-    else return take_model_flag(f, flag, v);
+    else if (!strcmp(flag, "split")) {
+        f->train = !strcmp(v, "train");
+        if (!f->train && strcmp(v, "test")) {
+            fprintf(stderr, "ddpm %s: bad value '%s' for --split (test or train)\n", f->cmd, v);
+            f->bad = 1;
+        }
+    } else return take_model_flag(f, flag, v);
     return 1;
 }
 
@@ -720,7 +727,7 @@ static int eval_open(const BpdFlags *f, EvalSet *e)
     memset(e, 0, sizeof *e);
     int rc = model_load(f, &e->m, &err);
     if (rc < 0) return rc == -2 ? misuse(f->cmd, &err) : fail(f->cmd, &err);
-    if (load_data(f->cmd, f->data, 0, &e->data)) { eval_close(e); return 1; }
+    if (load_data(f->cmd, f->data, f->train, &e->data)) { eval_close(e); return 1; }
     if (e->data.c != e->m.net.cfg.in_ch || e->data.h != e->m.net.cfg.resolution) {
         error_set(&err, "%s: the model takes %dx%dx%d images but %s has %dx%dx%d", f->ckpt,
                   e->m.net.cfg.in_ch, e->m.net.cfg.resolution, e->m.net.cfg.resolution,
@@ -765,13 +772,14 @@ static int cmd_bpd(int argc, char **argv)
     BpdFlags f = {.cmd = "bpd", .n = 100, .batch = 50, .clip = 1, .ema = 1};
     int rc = parse_flags(argc, argv, "bpd",
         "usage: ddpm bpd --ckpt M [--data PATH] [--n N] [--batch B] [--clip 0|1] [--ema 0|1]\n"
-        "                [--seed S] [--csv FILE]\n\n"
+        "                [--seed S] [--csv FILE] [--split test|train]\n\n"
         "The variational bound (Eq. 5) in bits/dim on the first N test images (100):\n"
         "all T terms, a fresh x_t for every t (the official calc_bpd_loop), x0_pred\n"
         "clipped to [-1, 1] unless --clip 0, the EMA weights when the checkpoint has\n"
         "them unless --ema 0. Prints total, prior (L_T), terms (L_1..L_{T-1}) and\n"
         "decoder (L_0) with standard errors over images; --csv writes the per-t terms\n"
-        "and the per-t mean squared error of x0_pred (chapter 07 reads it).\n\n"
+        "and the per-t mean squared error of x0_pred (chapter 07 reads it). --split train\n"
+        "takes the first N training images instead (Table 1's train column).\n\n"
         MODEL_NET_FLAGS, take_bpd, &f);
     if (rc || f.bad) return rc == 1 ? 0 : 2;
     if (!f.ckpt) { fprintf(stderr, "ddpm bpd: --ckpt is required\n"); return 2; }
@@ -789,7 +797,7 @@ static int cmd_bpd(int argc, char **argv)
             error_set(&err, "--n %d: out of memory", n);
             return fail("bpd", &err);
         }
-        printf("# %s, %d test images, %s\n", f.ckpt, n, e.data.name);
+        printf("# %s, %d %s images, %s\n", f.ckpt, n, f.train ? "training" : "test", e.data.name);
         rd_mean_se(r.total, n, &m, &se);
         printf("total   %.5f +- %.5f bits/dim\n", m, se);
         rd_mean_se(r.prior, n, &m, &se);
@@ -818,7 +826,7 @@ static int cmd_rd(int argc, char **argv)
     BpdFlags f = {.cmd = "rd", .n = 100, .batch = 50, .clip = 1, .ema = 1};
     int rc = parse_flags(argc, argv, "rd",
         "usage: ddpm rd --ckpt M [--data PATH] [--n N] [--batch B] [--seed S] [--clip 0|1]\n"
-        "               [--ema 0|1] --csv FILE\n\n"
+        "               [--ema 0|1] [--split test|train] --csv FILE\n\n"
         "Progressive lossy coding (Algorithms 3 and 4, Figure 5, Table 4): after k of\n"
         "the T reverse steps the receiver has been sent L_T + L_{T-1} + ... bits/dim\n"
         "(the rate) and holds x_t, t = T - k + 1, from which it predicts x0 (the\n"
@@ -853,7 +861,7 @@ static int cmd_rd(int argc, char **argv)
 
 typedef struct SampleFlags {
     BpdFlags m;   // --ckpt --n --batch --clip --ema --seed
-    const char *out, *var, *progressive, *classifier;
+    const char *out, *var, *progressive, *classifier, *shared, *interp;
     int cols, every, score;
 } SampleFlags;
 
@@ -865,6 +873,8 @@ static int take_sample(void *ctx, const char *flag, const char *v)
     if (!strcmp(flag, "out")) f->out = v;
     else if (!strcmp(flag, "var")) f->var = v;
     else if (!strcmp(flag, "progressive")) f->progressive = v;
+    else if (!strcmp(flag, "shared")) f->shared = v;
+    else if (!strcmp(flag, "interp")) f->interp = v;
     else if (!strcmp(flag, "cols")) f->cols = (int)flag_num(&f->m, flag, v, 1, 1000);
     else if (!strcmp(flag, "every")) f->every = (int)flag_num(&f->m, flag, v, 1, 1e6);
     else if (!strcmp(flag, "score")) f->score = (int)flag_num(&f->m, flag, v, 0, 1);
@@ -877,7 +887,8 @@ static int take_sample(void *ctx, const char *flag, const char *v)
 #define SAMPLE_USAGE \
     "usage: ddpm sample --ckpt M [--n N] [--out FILE.png] [--seed S] [--ema 0|1]\n" \
     "                   [--clip 0|1] [--var fixedlarge|fixedsmall] [--batch B]\n" \
-    "                   [--cols C] [--progressive FILE.png] [--every K]\n\n" \
+    "                   [--cols C] [--progressive FILE.png] [--every K]\n" \
+    "                   [--shared FILE.png] [--interp FILE.png]\n\n" \
     "Generate N images (64) with Algorithm 2: x_T ~ N(0, I), then T steps of the\n" \
     "learned reverse process. Writes a PNG grid (samples.png) and the images as\n" \
     "an .npy next to it ([N, C, H, W] float32 in [-1, 1]). Image i depends only on\n" \
@@ -890,6 +901,10 @@ static int take_sample(void *ctx, const char *flag, const char *v)
     "  --progressive F    also write x0_hat (Eq. 15) every K steps of the first\n" \
     "                     8 images to F, one row per image (Figure 6)\n" \
     "  --every K          steps between those snapshots (100)\n" \
+    "  --shared F         also write Figure 7 to F: rows branch at t = T, 3T/4, T/2,\n" \
+    "                     T/4: x0_hat, the shared x_t, 6 samples that continue from it\n" \
+    "  --interp F         also write Figure 8 to F: test images 0 and 1 of --data,\n" \
+    "                     9 mixes of their x_t ~ q at t = T/10, T/4, T/2, 3T/4, decoded\n" \
     "  --batch B          images per network call (32); --cols C grid columns\n" \
     "  --score 0|1        then score the .npy as `ddpm score` does against the test\n" \
     "                     split of --data PATH (0); --classifier F as in ddpm score\n\n" \
@@ -912,6 +927,49 @@ static int write_progressive(const char *path, const real *snaps, int S, int N, 
     if (!grid) return error_set(err, "%s: out of memory for the progressive grid", path);
     sample_snapshot_rows(grid, snaps, S, N, P, D);
     int rc = image_write_grid(path, grid, S * P, C, H, W, S, err);
+    free(grid);
+    return rc;
+}
+
+// Figures 7 and 8 (--shared, --interp) from the sampler of ddpm sample.
+static int write_figures(const SampleFlags *f, const Sampler *sm, int C, int R, Error *err)
+{
+    enum { K = 6, L = 9, ROWS = 4 };
+    int T = sm->df->sched->T, rows_t[ROWS], rc = 0;
+    size_t D = (size_t)C * R * R;
+    real *grid = malloc(sizeof(real) * ROWS * (L + 2) * D);
+    if (!grid) return error_set(err, "out of memory for the figures");
+    Progress *pr = sm->progress_ctx;
+    if (f->shared) {
+        figure_shared_rows(T, rows_t);
+        progress_start(pr, "Figure 7", 0, 0);
+        rc = figure_shared_latents(sm, grid, rows_t, ROWS, K, C, R, R, f->m.seed, err);
+        if (rc == 0) progress_end(pr, pr->total, NULL);
+        if (rc == 0) rc = image_write_grid(f->shared, grid, ROWS * (K + 2), C, R, R, K + 2, err);
+        if (rc == 0) printf("wrote %s (shared x_t at t = %d, %d, %d, %d: x0_hat, x_t, %d samples)\n",
+                            f->shared, rows_t[0] + 1, rows_t[1] + 1, rows_t[2] + 1, rows_t[3] + 1, K);
+    }
+    Dataset test;
+    if (rc == 0 && f->interp && load_data("sample", f->m.data, 0, &test))
+        rc = error_set(err, "--interp: no test images to interpolate");
+    else if (rc == 0 && f->interp) {
+        real *ab = malloc(sizeof(real) * 2 * D);
+        if (test.c != C || test.h != R || test.n < 2 || !ab)
+            rc = error_set(err, "--interp: %s has %d images of %dx%dx%d; the model takes %dx%dx%d",
+                           test.name, test.n, test.c, test.h, test.w, C, R, R);
+        if (rc == 0) {
+            data_batch(&test, ab, (int[]){0, 1}, 2, NULL);
+            figure_interp_rows(T, rows_t);
+            progress_start(pr, "Figure 8", 0, 0);
+            rc = figure_interpolation(sm, grid, ab, ab + D, rows_t, ROWS, L, C, R, R, f->m.seed, err);
+        }
+        if (rc == 0) progress_end(pr, pr->total, NULL);
+        if (rc == 0) rc = image_write_grid(f->interp, grid, ROWS * (L + 2), C, R, R, L + 2, err);
+        if (rc == 0) printf("wrote %s (test images 0 and 1 of %s mixed at t = %d, %d, %d, %d)\n",
+                            f->interp, test.name, rows_t[0] + 1, rows_t[1] + 1, rows_t[2] + 1, rows_t[3] + 1);
+        free(ab);
+        data_free(&test);
+    }
     free(grid);
     return rc;
 }
@@ -988,6 +1046,7 @@ static int cmd_sample(int argc, char **argv)
             if (rc == 0) printf("wrote %s (x0_hat at t = %d, %d, ..., %d; one row per image)\n",
                                 f.progressive, ts[0] + 1, ts[1] + 1, ts[S - 1] + 1);
         }
+        if (rc == 0 && (f.shared || f.interp)) rc = write_figures(&f, &sm, C, R, &err);
     }
     free(snaps);
     free(ts);
@@ -1149,7 +1208,7 @@ static int cmd_classifier(int argc, char **argv)
 /* ---- ddpm score (chapter 09) ------------------------------------------------------ */
 
 typedef struct ScoreFlags {
-    const char *samples, *ref, *classifier, *features, *data;
+    const char *samples, *ref, *classifier, *features, *data, *ref_features;
     unsigned long long seed;
     int splits, bad;
 } ScoreFlags;
@@ -1162,6 +1221,7 @@ static int take_score(void *ctx, const char *flag, const char *v)
     else if (!strcmp(flag, "ref")) f->ref = v;
     else if (!strcmp(flag, "classifier")) f->classifier = v;
     else if (!strcmp(flag, "features")) f->features = v;
+    else if (!strcmp(flag, "ref-features")) f->ref_features = v;
     else if (!strcmp(flag, "data")) f->data = v;
     else if (!strcmp(flag, "seed")) { f->bad |= num(v, 0, 1e18, &x); f->seed = (unsigned long long)x; }
     else if (!strcmp(flag, "splits")) { f->bad |= num(v, 2, 1000, &x); f->splits = (int)x; }
@@ -1172,7 +1232,8 @@ static int take_score(void *ctx, const char *flag, const char *v)
 
 #define SCORE_USAGE \
     "usage: ddpm score --samples S.npy [--ref test|train|R.npy] [--classifier F]\n" \
-    "                  [--features OUT.npy] [--data PATH] [--seed S] [--splits K]\n\n" \
+    "                  [--features OUT.npy] [--ref-features OUT.npy] [--data PATH]\n" \
+    "                  [--seed S] [--splits K]\n\n" \
     "Judge images in the features of a fixed classifier (chapter 09): the Frechet\n" \
     "distance and KID against a reference set, and the Inception-Score analogue.\n" \
     "S.npy holds [N, C, 32, 32] images in [-1, 1] (what ddpm sample writes). The\n" \
@@ -1183,6 +1244,8 @@ static int take_score(void *ctx, const char *flag, const char *v)
     "  --classifier F    default models/classifier_cifar10.safetensors for 3\n" \
     "                    channels, models/classifier_fashion_mnist.safetensors for 1\n" \
     "  --features OUT    write the samples' features [N, D] as .npy\n" \
+    "  --ref-features F  write the reference's features [M, D] as .npy (then\n" \
+    "                    --ref F scores against them without embedding again)\n" \
     "  --data PATH       the data set of --ref test|train (default as ddpm train)\n" \
     "  --seed S          KID's subsets (1); --splits K the IS analogue's splits (10)\n"
 
@@ -1293,6 +1356,8 @@ static int score_run(const ScoreFlags *f, const Classifier *net, const char *cls
     if (rc == 0 && ref.n <= D)
         rc = error_set(err, "the reference has %ld images; a covariance of %d features needs at "
                             "least %d", ref.n, D, D + 1);
+    if (rc == 0 && f->ref_features)
+        rc = npy_write(f->ref_features, ref.feat, 2, (int[]){(int)ref.n, D}, err);
     Scores sc;
     IsResult is, ref_is = {0};
     if (rc == 0) rc = metrics_compare(&sc, smp.feat, smp.n, ref.feat, ref.n, D, f->seed, err);

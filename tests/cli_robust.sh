@@ -175,6 +175,10 @@ for bad in "n 0" "n -1" "n 1e8" "n 2.5" "batch 0" "batch 4097" "clip 2" "ema -1"
     set -- $bad
     for cmd in sample bpd; do row 2 "bad value '$2' for --$1" $cmd --ckpt t.safetensors --$1 $2; done
 done
+row 2 "bad value 'val' for --split"          bpd --ckpt t.safetensors --split val
+row 2 "bad value 'val' for --split"          rd --ckpt t.safetensors --csv r.csv --split val
+row 0 "training split, 8 images"              bpd --ckpt t.safetensors --data data --n 2 --split train
+row 1 "--interp: no test images"              sample --ckpt t.safetensors --n 1 --interp i.png --data nowhere
 row 2 "bad value '0' for --every"             sample --ckpt t.safetensors --every 0
 row 2 "bad value '0' for --cols"              sample --ckpt t.safetensors --cols 0
 row 2 "want fixedlarge or fixedsmall"         sample --ckpt t.safetensors --var bogus --n 1
