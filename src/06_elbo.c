@@ -44,15 +44,15 @@ static const double LN2 = 0.69314718055994530942;
 
 /* ---- configuration --------------------------------------------------------- */
 
-static const char *mean_names[] = {"eps", "x0", "mu"};
-static const char *var_names[] = {"fixedlarge", "fixedsmall", "learned"};
-static const char *loss_names[] = {"simple", "vlb", "hybrid"};
+const char *const mean_names[] = {"eps", "x0", "mu", NULL};
+const char *const var_names[] = {"fixedlarge", "fixedsmall", "learned", NULL};
+const char *const loss_names[] = {"simple", "vlb", "hybrid", NULL};
 
 const char *mean_type_name(MeanType m) { return mean_names[m]; }
 const char *var_type_name(VarType v)   { return var_names[v]; }
 const char *loss_type_name(LossType l) { return loss_names[l]; }
 
-static int lookup(const char *s, const char **names, int n)
+static int lookup(const char *s, const char *const *names, int n)
 {
     for (int i = 0; i < n; i++)
         if (strcmp(s, names[i]) == 0) return i;
