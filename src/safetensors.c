@@ -52,13 +52,6 @@ static const size_t dtype_sizes[] = {4, 8, 2, 2};
 const char *st_dtype_name(StDtype d) { return dtype_names[d]; }
 size_t st_dtype_size(StDtype d) { return dtype_sizes[d]; }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    DDPM_CHECK(p != NULL, "out of memory (%zu bytes)", n);
-    return p;
-}
-
 static void *xgrow(void *p, int *cap, int need, size_t elem)
 {
     if (need <= *cap) return p;
