@@ -52,10 +52,11 @@ static int train_one(Run *run, const Dataset *train, double minutes)
     tc.seed = 2020;
     snprintf(run->dir, sizeof run->dir, "build/ch06/%s", run->name);
     tc.out_dir = run->dir;
+    tc.loss = df.loss;
     Trainer tr;
     fprintf(stderr, "== training tiny on %s with loss '%s' for %.1f minutes\n", train->name,
             run->loss, minutes);
-    if (trainer_init(&tr, &c, &df, 1000, &tc, NULL, &err) < 0 || train_run(&tr, train, &err) < 0) {
+    if (trainer_init(&tr, &c, &tc, NULL, &err) < 0 || train_run(&tr, train, &err) < 0) {
         fprintf(stderr, "ch06: %s\n", err.msg);
         return -1;
     }
@@ -74,9 +75,7 @@ static int evaluate(Run *run, const Dataset *test)
     Trainer tr;
     TrainConfig tc;
     train_config_default(&tc);
-    Diffusion df;
-    diffusion_parse(&df, "eps", "fixedlarge", "simple", NULL);
-    if (trainer_init(&tr, NULL, &df, 1000, &tc, ckpt, &err) < 0) {
+    if (trainer_init(&tr, NULL, &tc, ckpt, &err) < 0) {
         fprintf(stderr, "ch06: %s\n", err.msg);
         return -1;
     }

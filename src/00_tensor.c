@@ -54,7 +54,7 @@ int error_set(Error *err, const char *fmt, ...)
     return -1;
 }
 
-static void *xmalloc(size_t bytes)
+void *xmalloc(size_t bytes)
 {
     void *p = NULL;
     if (bytes == 0) bytes = 1;
@@ -193,6 +193,13 @@ int tensor_same_shape(const Tensor *a, const Tensor *b)
     for (int i = 0; i < a->ndim; i++)
         if (a->shape[i] != b->shape[i]) return 0;
     return 1;
+}
+
+void tensor_check_same(const char *op, const Tensor *a, const Tensor *b)
+{
+    char sa[64], sb[64];
+    DDPM_CHECK(tensor_same_shape(a, b), "%s: shapes %s and %s differ", op,
+               tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
 }
 
 // Read any tensor as [N, C, HW]: dims 0 and 1, and the product of the rest.
@@ -377,7 +384,7 @@ void rng_fill_normal(Rng *r, real *x, size_t n, real mean, real std)
 /* OpenMP splits a loop over the two cores only when it is long enough to pay
  * for waking the second thread (a few microseconds). */
 
-#define PAR_MIN 32768
+// PAR_MIN (00_tensor.h): the length below which a loop stays on one core.
 
 void vec_fill(real *out, real v, size_t n)
 {

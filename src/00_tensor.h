@@ -36,6 +36,13 @@ typedef struct Error {
 } Error;
 int error_set(Error *err, const char *fmt, ...);   // always returns -1
 
+/* Memory that must exist: 64-byte aligned; out of memory prints and exits. */
+void *xmalloc(size_t bytes);
+
+/* OpenMP splits a loop over the cores only when it is long enough to pay for
+ * waking the other threads (a few microseconds): more than PAR_MIN elements. */
+#define PAR_MIN 32768
+
 /* ---- Arena: memory for one step --------------------------------------- */
 
 typedef struct ArenaBlock ArenaBlock;
@@ -76,6 +83,8 @@ Tensor *tensor_like(Arena *a, const Tensor *t);            // same shape, uninit
 #define tensor_4d(a, n, c, h, w) tensor_new((a), 4, (int[]){(n), (c), (h), (w)})
 
 int  tensor_same_shape(const Tensor *a, const Tensor *b);
+// The same shape, or abort naming op and both shapes (a programming error).
+void tensor_check_same(const char *op, const Tensor *a, const Tensor *b);
 void tensor_nchw(const Tensor *t, int *n, int *c, size_t *hw); // [N,C,...] view
 char *tensor_shape_str(const Tensor *t, char *buf, size_t len); // "[2,3,4,4]"
 void tensor_zero_grad(Tensor *t);

@@ -162,16 +162,9 @@ static void sub_node(Tape *tp, Node *nd)
                  nd->out->grad, nd->out->size);
 }
 
-static void check_same(const char *op, const Tensor *a, const Tensor *b)
-{
-    char sa[64], sb[64];
-    DDPM_CHECK(tensor_same_shape(a, b), "%s: shapes %s and %s differ", op,
-               tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
-}
-
 Tensor *ag_add(Tape *tp, Tensor *a, Tensor *b)
 {
-    check_same("add", a, b);
+    tensor_check_same("add", a, b);
     Tensor *out = tensor_like(tp->arena, a);
     vec_add(out->data, a->data, b->data, a->size);
     tape_record(tp, "add", add_node, out, 2, (Tensor *[]){a, b});
@@ -180,7 +173,7 @@ Tensor *ag_add(Tape *tp, Tensor *a, Tensor *b)
 
 Tensor *ag_sub(Tape *tp, Tensor *a, Tensor *b)
 {
-    check_same("sub", a, b);
+    tensor_check_same("sub", a, b);
     Tensor *out = tensor_like(tp->arena, a);
     vec_sub(out->data, a->data, b->data, a->size);
     tape_record(tp, "sub", sub_node, out, 2, (Tensor *[]){a, b});
@@ -205,7 +198,7 @@ static void mul_node(Tape *tp, Node *nd)
 
 Tensor *ag_mul(Tape *tp, Tensor *a, Tensor *b)
 {
-    check_same("mul", a, b);
+    tensor_check_same("mul", a, b);
     Tensor *out = tensor_like(tp->arena, a);
     vec_mul(out->data, a->data, b->data, a->size);
     tape_record(tp, "mul", mul_node, out, 2, (Tensor *[]){a, b});
@@ -298,13 +291,13 @@ void sigmoid_backward(real *dx, const real *dout, const real *out, size_t n)
 
 void silu_forward(real *out, const real *x, size_t n)
 {
-    #pragma omp parallel for simd if (n > 32768)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = x[i] / (1 + exp_vec(-x[i]));
 }
 
 void silu_backward(real *dx, const real *dout, const real *x, size_t n)
 {
-    #pragma omp parallel for simd if (n > 32768)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real s = 1 / (1 + exp_vec(-x[i]));
         dx[i] += dout[i] * s * (1 + x[i] * (1 - s));
@@ -420,7 +413,7 @@ Tensor *ag_matmul(Tape *tp, Tensor *a, int ta, Tensor *b, int tb)
 void add_channel_forward(real *out, const real *x, const real *v,
                          int N, int C, size_t HW, int per_sample)
 {
-    #pragma omp parallel for collapse(2) if ((size_t)N * C * HW > 32768)
+    #pragma omp parallel for collapse(2) if ((size_t)N * C * HW > PAR_MIN)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             size_t o = ((size_t)n * C + c) * HW;
@@ -437,7 +430,7 @@ void add_channel_backward(real *dx, real *dv, const real *dout,
     if (!dv) return;
     // One channel (or one sample and channel) per iteration, the images in
     // a fixed order: the cores share the work and the sums do not depend on timing.
-    #pragma omp parallel for if ((size_t)N * C * HW > 32768)
+    #pragma omp parallel for if ((size_t)N * C * HW > PAR_MIN)
     for (int k = 0; k < (per_sample ? N * C : C); k++)
         for (int n = per_sample ? k / C : 0; n < (per_sample ? k / C + 1 : N); n++)
             dv[k] += vec_sum(dout + ((size_t)n * C + k % C) * HW, HW);
@@ -446,7 +439,7 @@ void add_channel_backward(real *dx, real *dv, const real *dout,
 void mul_channel_forward(real *out, const real *x, const real *v,
                          int N, int C, size_t HW, int per_sample)
 {
-    #pragma omp parallel for collapse(2) if ((size_t)N * C * HW > 32768)
+    #pragma omp parallel for collapse(2) if ((size_t)N * C * HW > PAR_MIN)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             size_t o = ((size_t)n * C + c) * HW;

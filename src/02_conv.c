@@ -36,7 +36,6 @@
 #include <string.h>
 #include <tgmath.h>   // sqrt() picks the float or double version from the type
 
-#define PAR_MIN 32768           // elements below which OpenMP is not worth waking
 #define CONV_TARGET_COLS 256    // GEMM width (images x positions) to aim for
 
 // While the cores share out a conv's chunks, each GEMM must run on one

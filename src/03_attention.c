@@ -46,7 +46,7 @@
  * overflows float's exp.                                                    */
 void softmax_forward(real *out, const real *x, int rows, int cols)
 {
-    #pragma omp parallel for if ((size_t)rows * cols > 32768)
+    #pragma omp parallel for if ((size_t)rows * cols > PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const real *xr = x + (size_t)r * cols;   // [cols]
         real *pr = out + (size_t)r * cols;       // [cols]
@@ -70,7 +70,7 @@ void softmax_forward(real *out, const real *x, int rows, int cols)
  * product, one for the update; the output p is all it needs.               */
 void softmax_backward(real *dx, const real *dout, const real *p, int rows, int cols)
 {
-    #pragma omp parallel for if ((size_t)rows * cols > 32768)
+    #pragma omp parallel for if ((size_t)rows * cols > PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const real *g = dout + (size_t)r * cols;  // [cols] dL/dp
         const real *pr = p + (size_t)r * cols;    // [cols]

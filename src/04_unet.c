@@ -22,6 +22,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <tgmath.h>
 
@@ -44,54 +45,40 @@ int unet_config(UNetConfig *cfg, const char *name, Error *err)
     return error_set(err, "unknown config '%s' (known: tiny, small, paper)", name);
 }
 
-// "1,2,2" -> {1, 2, 2}; returns the count, or -1 on anything else.
-static int parse_int_list(const char *s, int *out, int max)
+// --config NAME: the preset replaces the whole config (name is its first field).
+static int set_preset(void *field, const char *name, Error *err)
 {
-    int n = 0;
-    while (*s) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v <= 0 || v > 100000 || n == max) return -1;
-        out[n++] = (int)v;
-        s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
-    }
-    return n;
+    _Static_assert(offsetof(UNetConfig, name) == 0, "the preset row writes from name on");
+    return unet_config(field, name, err);
 }
 
-static int parse_int(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v <= 0 || v > 100000) return -1;
-    *out = (int)v;
-    return 0;
-}
+// Every key of the config: the network flags (--ch 64), the checkpoint's
+// ddpm.* metadata and the printed config line all come from these rows.
+#define U(f) offsetof(UNetConfig, f)
+const ConfigKey unet_keys[] = {
+    KEY("config", KEY_FUNC, U(name), 0, 0, "NAME", "tiny, small or paper; sets every key below",
+     .flags = KEY_FIRST, .set = set_preset),
+    KEY("ch", KEY_INT, U(ch), 1, 100000, "N", "base width"),
+    KEY("ch-mult", KEY_INTS, U(ch_mult), 1, 100000, "A,B,...", "width multiplier per resolution level",
+     .aux = U(n_levels), .max = UNET_MAX_LEVELS, .lo_count = 1),
+    KEY("num-res-blocks", KEY_INT, U(num_res_blocks), 1, 100000, "N", "ResBlocks per level on the way down"),
+    KEY("attn", KEY_INTS, U(attn_res), 1, 100000, "R,...|none", "resolutions with self-attention",
+     .aux = U(n_attn), .max = UNET_MAX_LEVELS, .lo_count = 0),
+    KEY("dropout", KEY_REAL, U(dropout), 0, 0.999999, "P", "dropout probability in training"),
+    KEY("in-ch", KEY_INT, U(in_ch), 1, 100000, "N", "image channels in"),
+    KEY("out-ch", KEY_INT, U(out_ch), 1, 100000, "N", "channels out (twice in-ch for a learned variance)"),
+    KEY("resolution", KEY_INT, U(resolution), 1, 100000, "N", "image size"),
+    KEY("groups", KEY_INT, U(groups), 1, 100000, "N", "GroupNorm groups"),
+    {0},
+};
+#undef U
 
-// Override one field from the command line (--ch 64, --ch-mult 1,2,2, ...).
+// Override one key (--ch 64, --ch-mult 1,2,2, ...); the config becomes "custom".
 int unet_config_set(UNetConfig *cfg, const char *key, const char *value, Error *err)
 {
-    int bad = 0;
-    if (!strcmp(key, "ch")) bad = parse_int(value, &cfg->ch);
-    else if (!strcmp(key, "num-res-blocks")) bad = parse_int(value, &cfg->num_res_blocks);
-    else if (!strcmp(key, "in-ch")) bad = parse_int(value, &cfg->in_ch);
-    else if (!strcmp(key, "out-ch")) bad = parse_int(value, &cfg->out_ch);
-    else if (!strcmp(key, "resolution")) bad = parse_int(value, &cfg->resolution);
-    else if (!strcmp(key, "groups")) bad = parse_int(value, &cfg->groups);
-    else if (!strcmp(key, "ch-mult"))
-        bad = (cfg->n_levels = parse_int_list(value, cfg->ch_mult, UNET_MAX_LEVELS)) <= 0;
-    else if (!strcmp(key, "attn"))
-        bad = !strcmp(value, "none") ? (cfg->n_attn = 0)
-              : (cfg->n_attn = parse_int_list(value, cfg->attn_res, UNET_MAX_LEVELS)) <= 0;
-    else if (!strcmp(key, "dropout")) {
-        char *end;
-        double p = strtod(value, &end);
-        bad = end == value || *end || !(p >= 0 && p < 1);
-        cfg->dropout = (real)p;
-    } else
-        return error_set(err, "unknown network option --%s", key);
-    if (bad) return error_set(err, "bad value '%s' for --%s", value, key);
+    const ConfigKey *k = config_find(unet_keys, key);
+    if (!k || k->type == KEY_FUNC) return error_set(err, "unknown network option --%s", key);
+    if (config_set(k, cfg, value, err) < 0) return -1;
     snprintf(cfg->name, sizeof cfg->name, "custom");
     return 0;
 }
@@ -132,18 +119,8 @@ int unet_config_check(const UNetConfig *c, Error *err)
 
 void unet_config_str(const UNetConfig *c, char *buf, size_t len)
 {
-    size_t k = snprintf(buf, len, "%s: ch %d, ch_mult (", c->name, c->ch);
-    for (int i = 0; i < c->n_levels && k < len; i++)
-        k += snprintf(buf + k, len - k, i ? ",%d" : "%d", c->ch_mult[i]);
-    if (k < len)
-        k += snprintf(buf + k, len - k, "), %d res block%s per level, attention at",
-                      c->num_res_blocks, c->num_res_blocks > 1 ? "s" : "");
-    for (int i = 0; i < c->n_attn && k < len; i++)
-        k += snprintf(buf + k, len - k, " %d", c->attn_res[i]);
-    if (k < len)
-        snprintf(buf + k, len - k, "%s, dropout %g, %d->%d channels, %dx%d, %d groups",
-                 c->n_attn ? "" : " none", (double)c->dropout, c->in_ch, c->out_ch,
-                 c->resolution, c->resolution, c->groups);
+    size_t k = snprintf(buf, len, "%s: ", c->name);
+    if (k < len) config_line(unet_keys, c, 0, buf + k, len - k);
 }
 
 /* ---- building: every parameter, named as in PyTorch --------------------- */

@@ -11,6 +11,7 @@
 #define DDPM_UNET_H
 
 #include "03_attention.h"
+#include "config.h"
 
 #define UNET_MAX_LEVELS 6
 #define UNET_MAX_BLOCKS 4      // ResBlocks per level on the way up (num_res_blocks + 1)
@@ -67,6 +68,9 @@ typedef struct UNet {
     Tensor *norm_out_weight, *norm_out_bias;
     Tensor *conv_out_weight, *conv_out_bias;  // [out_ch, ch, 3, 3]
 } UNet;
+
+// The config's keys, one row each (config.h): flags, metadata, config line.
+extern const ConfigKey unet_keys[];
 
 int  unet_config(UNetConfig *cfg, const char *name, Error *err);
 int  unet_config_set(UNetConfig *cfg, const char *key, const char *value, Error *err);

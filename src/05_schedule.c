@@ -34,7 +34,6 @@
 #include <string.h>
 #include <tgmath.h>   // sqrt() and log() pick the float or double version from the type
 
-#define PAR_MIN 32768          // values below which OpenMP is not worth waking
 #define COSINE_S 0.008         // Nichol & Dhariwal's offset: beta_1 is not vanishingly small
 #define COSINE_MAX_BETA 0.999  // ... and their clip, which keeps abar_{T-1} > 0
 

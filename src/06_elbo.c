@@ -44,15 +44,15 @@ static const double LN2 = 0.69314718055994530942;
 
 /* ---- configuration --------------------------------------------------------- */
 
-static const char *mean_names[] = {"eps", "x0", "mu"};
-static const char *var_names[] = {"fixedlarge", "fixedsmall", "learned"};
-static const char *loss_names[] = {"simple", "vlb", "hybrid"};
+const char *const mean_names[] = {"eps", "x0", "mu", NULL};
+const char *const var_names[] = {"fixedlarge", "fixedsmall", "learned", NULL};
+const char *const loss_names[] = {"simple", "vlb", "hybrid", NULL};
 
 const char *mean_type_name(MeanType m) { return mean_names[m]; }
 const char *var_type_name(VarType v)   { return var_names[v]; }
 const char *loss_type_name(LossType l) { return loss_names[l]; }
 
-static int lookup(const char *s, const char **names, int n)
+static int lookup(const char *s, const char *const *names, int n)
 {
     for (int i = 0; i < n; i++)
         if (strcmp(s, names[i]) == 0) return i;
@@ -144,18 +144,11 @@ static void normal_kl_node(Tape *tp, Node *nd)
                        in[0]->data, in[1]->data, in[2]->data, in[3]->data, nd->out->size);
 }
 
-static void check_same(const char *op, const Tensor *a, const Tensor *b)
-{
-    char sa[64], sb[64];
-    DDPM_CHECK(tensor_same_shape(a, b), "%s: shapes %s and %s differ", op,
-               tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
-}
-
 Tensor *ag_normal_kl(Tape *tp, Tensor *mean1, Tensor *logvar1, Tensor *mean2, Tensor *logvar2)
 {
-    check_same("normal_kl", mean1, logvar1);
-    check_same("normal_kl", mean1, mean2);
-    check_same("normal_kl", mean1, logvar2);
+    tensor_check_same("normal_kl", mean1, logvar1);
+    tensor_check_same("normal_kl", mean1, mean2);
+    tensor_check_same("normal_kl", mean1, logvar2);
     Tensor *out = tensor_like(tp->arena, mean1);
     normal_kl_forward(out->data, mean1->data, logvar1->data, mean2->data, logvar2->data,
                       out->size);
@@ -237,8 +230,8 @@ static void dgll_node(Tape *tp, Node *nd)
 // x is data: it never receives a gradient.
 Tensor *ag_discretized_gaussian_log_likelihood(Tape *tp, Tensor *x, Tensor *mean, Tensor *logvar)
 {
-    check_same("discretized_gaussian_log_likelihood", x, mean);
-    check_same("discretized_gaussian_log_likelihood", x, logvar);
+    tensor_check_same("discretized_gaussian_log_likelihood", x, mean);
+    tensor_check_same("discretized_gaussian_log_likelihood", x, logvar);
     DDPM_CHECK(!x->requires_grad, "discretized_gaussian_log_likelihood: x is data, "
                "it takes no gradient");
     Tensor *out = tensor_like(tp->arena, x);
@@ -346,7 +339,7 @@ static real *saved_coefs(Tape *tp, const real *a, const real *b, int N)
 // out = a[n] x + b[n] y per image; y may be NULL (then out = a[n] x).
 Tensor *ag_axpby_per_sample(Tape *tp, const real *a, Tensor *x, const real *b, Tensor *y)
 {
-    if (y) check_same("axpby_per_sample", x, y);
+    if (y) tensor_check_same("axpby_per_sample", x, y);
     int N = x->shape[0];
     Tensor *out = tensor_like(tp->arena, x);
     axpby_per_sample_forward(out->data, a, x->data, b, y ? y->data : NULL, N, x->size / N);
@@ -629,7 +622,7 @@ Tensor *training_losses(Tape *tp, const Diffusion *df, const UNet *net, Tensor *
                         real *per_sample)
 {
     int N = x0->shape[0];
-    check_same("training_losses", x0, noise);
+    tensor_check_same("training_losses", x0, noise);
     DDPM_CHECK(!(df->loss == LOSS_SIMPLE && df->var == VAR_LEARNED) &&
                !(df->loss == LOSS_HYBRID && df->var != VAR_LEARNED),
                "training_losses: loss %s with variance %s", loss_type_name(df->loss),

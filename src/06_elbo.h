@@ -34,6 +34,7 @@ typedef struct Diffusion {
 // variance (nothing would train it) and hybrid without it.
 int diffusion_parse(Diffusion *df, const char *mean, const char *var, const char *loss,
                     Error *err);
+extern const char *const mean_names[], *const var_names[], *const loss_names[];  // NULL-ended
 const char *mean_type_name(MeanType m);
 const char *var_type_name(VarType v);
 const char *loss_type_name(LossType l);

@@ -6,39 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct ConfigText {
-    char name[16], ch[16], ch_mult[64], nrb[16], attn[64], dropout[32];
-    char in_ch[16], out_ch[16], res[16], groups[16];
-} ConfigText;
-
-static void list_str(char *buf, size_t len, const int *v, int n)
+// The network's config as ddpm.* metadata, one entry per row of unet_keys
+// (ddpm.config holds the name); text[] holds the values.
+static int config_meta(const UNetConfig *c, char text[][64], char keys[][64], StMeta *m)
 {
-    size_t k = 0;
-    buf[0] = 0;
-    for (int i = 0; i < n && k < len; i++) k += snprintf(buf + k, len - k, i ? ",%d" : "%d", v[i]);
-    if (n == 0) snprintf(buf, len, "none");
-}
-
-static int config_meta(const UNetConfig *c, ConfigText *t, StMeta *m)
-{
-    snprintf(t->name, sizeof t->name, "%s", c->name);
-    snprintf(t->ch, sizeof t->ch, "%d", c->ch);
-    list_str(t->ch_mult, sizeof t->ch_mult, c->ch_mult, c->n_levels);
-    snprintf(t->nrb, sizeof t->nrb, "%d", c->num_res_blocks);
-    list_str(t->attn, sizeof t->attn, c->attn_res, c->n_attn);
-    snprintf(t->dropout, sizeof t->dropout, "%.9g", (double)c->dropout);
-    snprintf(t->in_ch, sizeof t->in_ch, "%d", c->in_ch);
-    snprintf(t->out_ch, sizeof t->out_ch, "%d", c->out_ch);
-    snprintf(t->res, sizeof t->res, "%d", c->resolution);
-    snprintf(t->groups, sizeof t->groups, "%d", c->groups);
-    StMeta list[] = {
-        {"ddpm.config", t->name},     {"ddpm.ch", t->ch},         {"ddpm.ch-mult", t->ch_mult},
-        {"ddpm.num-res-blocks", t->nrb}, {"ddpm.attn", t->attn},  {"ddpm.dropout", t->dropout},
-        {"ddpm.in-ch", t->in_ch},     {"ddpm.out-ch", t->out_ch}, {"ddpm.resolution", t->res},
-        {"ddpm.groups", t->groups},
-    };
-    memcpy(m, list, sizeof list);
-    return (int)(sizeof list / sizeof list[0]);
+    int n = 0;
+    for (const ConfigKey *k = unet_keys; k->key; k++, n++) {
+        config_store_key(k, "ddpm.", keys[n], 64);
+        config_format(k, c, text[n], 64);
+        m[n] = (StMeta){keys[n], text[n]};
+    }
+    return n;
 }
 
 int ckpt_save(const char *path, const UNet *net, const StTensor *extra, int n_extra,
@@ -57,8 +35,8 @@ int ckpt_save(const char *path, const UNet *net, const StTensor *extra, int n_ex
         all[i].data = p->data;
     }
     for (int i = 0; i < n_extra; i++) all[ps->count + i] = extra[i];
-    ConfigText text;
-    int nm = config_meta(&net->cfg, &text, m);
+    char text[16][64], keys[16][64];
+    int nm = config_meta(&net->cfg, text, keys, m);
     for (int i = 0; i < n_meta; i++) m[nm++] = meta[i];
     int rc = st_write(path, all, n, m, nm, err);
     free(all);
@@ -72,15 +50,14 @@ int ckpt_config(const StFile *f, UNetConfig *cfg, Error *err)
     if (!name) return 0;
     UNetConfig c;
     if (unet_config(&c, "paper", err) < 0) return -1;   // every field is overwritten below
-    static const char *keys[] = {"ch", "ch-mult", "num-res-blocks", "attn", "dropout",
-                                 "in-ch", "out-ch", "resolution", "groups"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    for (const ConfigKey *k = unet_keys; k->key; k++) {
         char key[64];
-        snprintf(key, sizeof key, "ddpm.%s", keys[i]);
+        if (k->type == KEY_FUNC) continue;   // ddpm.config: the name, read above
+        config_store_key(k, "ddpm.", key, sizeof key);
         const char *v = st_meta(f, key);
         if (!v) return error_set(err, "%s: metadata has ddpm.config but no %s", f->path, key);
         Error e;
-        if (unet_config_set(&c, keys[i], v, &e) < 0)
+        if (config_set(k, &c, v, &e) < 0)
             return error_set(err, "%s: metadata %s: %s", f->path, key, e.msg);
     }
     snprintf(c.name, sizeof c.name, "%s", name);

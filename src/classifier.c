@@ -31,7 +31,7 @@
 void avgpool2_forward(real *out, const real *x, int N, int C, int H, int W)
 {
     int Ho = H / 2, Wo = W / 2;
-    #pragma omp parallel for if ((size_t)N * C * H * W > 32768)
+    #pragma omp parallel for if ((size_t)N * C * H * W > PAR_MIN)
     for (size_t p = 0; p < (size_t)N * C; p++)
         for (int y = 0; y < Ho; y++) {
             const real *r0 = x + (p * H + 2 * y) * W, *r1 = r0 + W;
@@ -44,7 +44,7 @@ void avgpool2_forward(real *out, const real *x, int N, int C, int H, int W)
 void avgpool2_backward(real *dx, const real *dout, int N, int C, int H, int W)
 {
     int Ho = H / 2, Wo = W / 2;
-    #pragma omp parallel for if ((size_t)N * C * H * W > 32768)
+    #pragma omp parallel for if ((size_t)N * C * H * W > PAR_MIN)
     for (size_t p = 0; p < (size_t)N * C; p++)
         for (int y = 0; y < Ho; y++) {
             real *r0 = dx + (p * H + 2 * y) * W, *r1 = r0 + W;

@@ -45,7 +45,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "safetensors.h"   // st_file_read, st_file_write_atomic
+#include "fileio.h"
 
 #define DATA_SIZE 32                      // every image comes out 32x32
 #define DATA_PAD 2                        // (32 - 28) / 2 on each side
@@ -173,7 +173,7 @@ static int cifar_read_batch(Dataset *d, const char *path, int first, Error *err)
 {
     unsigned char *bytes;
     size_t size;
-    if (st_file_read(path, &bytes, &size, err)) return -1;
+    if (file_read(path, &bytes, &size, err)) return -1;
     if (size != (size_t)CIFAR_RECORDS * CIFAR_RECORD) {   // changed since the check
         free(bytes);
         return error_set(err, "%s: is %zu bytes, expected %d records of %d bytes",
@@ -204,7 +204,7 @@ static void cifar_name(Dataset *d, const char *dir)
     Error ignored;
     strcpy(d->name, "CIFAR-10");
     if (path_join(path, sizeof path, dir, "README.md", &ignored) || !is_file(path, NULL) ||
-        st_file_read_max(path, README_MAX_BYTES, &bytes, &size, &ignored))
+        file_read_max(path, README_MAX_BYTES, &bytes, &size, &ignored))
         return;
     if (bytes_contain((const char *)bytes, size, "JPEG", 0))
         strcpy(d->name, "CIFAR-10 (JPEG q75 copy)");
@@ -690,7 +690,7 @@ static void grid_fill(Grid *g, const real *x, int n, int h, int w, int cols)
     }
 }
 
-// StWriteFn: the grid as an 8-bit grey or RGB PNG into fp.
+// FileWriteFn: the grid as an 8-bit grey or RGB PNG into fp.
 static int grid_emit(FILE *fp, const void *ctx)
 {
     const Grid *g = ctx;
@@ -734,7 +734,7 @@ int image_write_grid(const char *path, const real *x, int n, int c, int h, int w
     Grid g = {malloc((size_t)(W * H * c)), (int)W, (int)H, c};
     if (!g.pixels) return error_set(err, "%s: cannot allocate the %lldx%lld grid", path, W, H);
     grid_fill(&g, x, n, h, w, cols);
-    int rc = st_file_write_atomic(path, grid_emit, &g, err);
+    int rc = file_write_atomic(path, grid_emit, &g, err);
     free(g.pixels);
     return rc;
 }

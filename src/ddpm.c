@@ -1,7 +1,9 @@
 /* ddpm.c — the command-line program that composes the chapters.
  *
- * (About 1,400 lines, the longest file: one flag parser and usage text per
- * command; the work itself is in the numbered modules.)
+ * (About 1,300 lines: eleven commands, each an options struct with its
+ * table of flags and its usage text, a parse step and a run function that
+ * takes the parsed options; the work itself is in the numbered modules, the
+ * flag parsing in cli.c.)
  *
  *   ddpm <command> [--flags]     results on stdout, progress on stderr,
  *                                exit status 0 only on success.
@@ -18,7 +20,10 @@
 #include <math.h>
 #include <signal.h>
 
+#include <stddef.h>
+
 #include "checkpoint.h"
+#include "cli.h"
 #include "npy.h"
 #include "progress.h"
 #include "07_ratedist.h"
@@ -65,90 +70,8 @@ static const Command commands[] = {
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
-static int wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    return 0;
-}
 
-/* ---- flags ------------------------------------------------------------- */
-
-#define NET_FLAGS_HELP \
-    "network (defaults from --config; a checkpoint's stored config wins unless\n" \
-    "--config is given):\n" \
-    "  --config NAME          tiny, small or paper\n" \
-    "  --ch N                 base width\n" \
-    "  --ch-mult A,B,...      width multiplier per resolution level\n" \
-    "  --num-res-blocks N     ResBlocks per level on the way down\n" \
-    "  --attn R,... | none    resolutions with self-attention\n" \
-    "  --dropout P            dropout probability in training\n" \
-    "  --in-ch N, --out-ch N  image channels in and out\n" \
-    "  --resolution N         image size\n" \
-    "  --groups N             GroupNorm groups\n"
-
-// For the commands that load a trained model.
-#define MODEL_NET_FLAGS \
-    "A checkpoint that stores no network config (e.g. converted PyTorch weights)\n" \
-    "needs the network flags; --config also overrides a stored config.\n" NET_FLAGS_HELP
-
-// The network flags of a command line, applied after --config wherever they appear.
-typedef struct NetFlags {
-    const char *config;
-    const char *key[16], *value[16];
-    int n;
-} NetFlags;
-
-static int net_flag(NetFlags *nf, const char *flag, const char *value)
-{
-    static const char *keys[] = {"ch", "ch-mult", "num-res-blocks", "attn", "dropout",
-                                 "in-ch", "out-ch", "resolution", "groups"};
-    if (!strcmp(flag, "config")) { nf->config = value; return 1; }
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (!strcmp(flag, keys[i]) && nf->n < 16) {
-            nf->key[nf->n] = keys[i];
-            nf->value[nf->n++] = value;
-            return 1;
-        }
-    return 0;
-}
-
-static int net_config(const NetFlags *nf, UNetConfig *cfg, Error *err)
-{
-    if (unet_config(cfg, nf->config ? nf->config : "tiny", err) < 0) return -1;
-    for (int i = 0; i < nf->n; i++)
-        if (unet_config_set(cfg, nf->key[i], nf->value[i], err) < 0) return -1;
-    return unet_config_check(cfg, err);
-}
-
-// Walks "--flag value" pairs; `take` returns 1 if it used the flag, 0 if the
-// flag is unknown. Returns 0 to go on, 1 after printing help, 2 on misuse.
-static int parse_flags(int argc, char **argv, const char *cmd, const char *usage,
-                       int (*take)(void *ctx, const char *flag, const char *value), void *ctx)
-{
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage, stdout);
-            return 1;
-        }
-        if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc) {
-            fprintf(stderr, "ddpm %s: expected --flag value, got '%s' (see ddpm %s --help)\n",
-                    cmd, argv[i], cmd);
-            return 2;
-        }
-        for (int j = 1; j < i; j += 2)
-            if (!strcmp(argv[j], argv[i])) {
-                fprintf(stderr, "ddpm %s: %s is given twice\n", cmd, argv[i]);
-                return 2;
-            }
-        if (!take(ctx, argv[i] + 2, argv[i + 1])) {
-            fprintf(stderr, "ddpm %s: unknown flag %s (see ddpm %s --help)\n", cmd, argv[i], cmd);
-            return 2;
-        }
-        i++;
-    }
-    return 0;
-}
+/* ---- flags: every command goes through cli_parse (cli.h) -------------------- */
 
 static int fail(const char *cmd, const Error *err)
 {
@@ -163,41 +86,67 @@ static int misuse(const char *cmd, const Error *err)
     return 2;
 }
 
-// A decimal number in [lo, hi] (a whole one for the flags that count
-// things); strtod alone would also take " 5", "0x10" and "infinity".
-static int num(const char *v, double lo, double hi, double *out)
+// Parse a command line into opts (holding the defaults); 0 to go on, else the
+// exit status (0 after --help, 2 on misuse).
+static int parse(Cli *cli, void *opts, int argc, char **argv, int *status)
 {
-    char *end;
-    if (!*v || v[strspn(v, "0123456789+-.eE")]) return -1;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || *end || errno == ERANGE || !(x >= lo && x <= hi)) return -1;
-    *out = x;
-    return 0;
+    int rc = cli_parse(cli, opts, argc, argv);
+    *status = rc == 1 ? 0 : rc;
+    return rc;
 }
 
-static int whole(const char *v, double lo, double hi, double *out)
+// The network flags: a UNetConfig (the --config preset, tiny by default, with
+// the other keys on top) and whether any of them was given.
+typedef struct NetOpts {
+    UNetConfig cfg;
+    int given, config_given;
+} NetOpts;
+
+#define NET_TITLE \
+    "network (defaults from --config; a checkpoint's stored config wins unless\n" \
+    "--config is given):"
+#define NET_GROUP(type, field) {NET_TITLE, unet_keys, offsetof(type, field.cfg)}
+
+// For the commands that load a trained model.
+#define MODEL_NET_NOTE \
+    "\nA checkpoint that stores no network config (e.g. converted PyTorch weights)\n" \
+    "needs the network flags; --config also overrides a stored config.\n"
+
+static void net_default(NetOpts *n)
 {
-    return num(v, lo, hi, out) || *out != floor(*out) ? -1 : 0;
+    memset(n, 0, sizeof *n);
+    unet_config(&n->cfg, "tiny", NULL);
 }
 
-// A seed: any whole number 0 .. 2^64-1, exactly (a double would round it).
-static int seed_num(const char *v, unsigned long long *out)
+// After parsing: which network flags were given; a key on top of the preset
+// makes the config "custom". Then the config must be buildable.
+static int net_finish(NetOpts *n, const Cli *cli, Error *err)
 {
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (end == v || *end || errno == ERANGE || v[0] < '0' || v[0] > '9') return -1;
-    *out = x;
+    n->config_given = cli_given(cli, unet_keys, "config") != NULL;
+    n->given = cli_given_any(cli, unet_keys);
+    for (const ConfigKey *k = unet_keys; k->key; k++)
+        if (k->type != KEY_FUNC && cli_given(cli, unet_keys, k->key))
+            snprintf(n->cfg.name, sizeof n->cfg.name, "custom");
+    return n->given ? unet_config_check(&n->cfg, err) : 0;
+}
+
+static int load_data(const char *cmd, const char *path, int train, Dataset *d)
+{
+    Error err;
+    if (!path || !*path) path = data_default_path();
+    if (data_load(d, path, train, &err) < 0) return fail(cmd, &err);
+    fprintf(stderr, "data: %s, %s split, %d images of %dx%dx%d (%s)\n", d->name,
+            train ? "training" : "test", d->n, d->c, d->h, d->w, d->path);
     return 0;
 }
 
 /* ---- ddpm params ---------------------------------------------------------- */
 
-static int take_net(void *ctx, const char *flag, const char *value)
-{
-    return net_flag(ctx, flag, value);
-}
+typedef struct ParamsOpts {
+    NetOpts net;
+} ParamsOpts;
+
+static const CliGroup params_groups[] = {NET_GROUP(ParamsOpts, net), {0}};
 
 // The block a parameter belongs to: its name cut before the field inside
 // the block (down.0.block.1, down.0.downsample, mid.attn_1, temb, conv_in).
@@ -228,21 +177,13 @@ static void print_count(const char *what, size_t n)
     printf("%-28s %12s\n", what, out);
 }
 
-static int cmd_params(int argc, char **argv)
+static int params_run(const ParamsOpts *o)
 {
-    NetFlags nf = {0};
-    int rc = parse_flags(argc, argv, "params",
-                         "usage: ddpm params [--config NAME] [network flags]\n\n"
-                         "Print the U-Net's parameter count per block and in total.\n\n"
-                         NET_FLAGS_HELP, take_net, &nf);
-    if (rc) return rc == 1 ? 0 : rc;
-    UNetConfig cfg;
-    Error err;
-    if (net_config(&nf, &cfg, &err) < 0) return misuse("params", &err);
+    const UNetConfig *cfg = &o->net.cfg;
     UNet net;
-    unet_build(&net, &cfg);
-    char desc[256], block[64], prev[64] = "";
-    unet_config_str(&cfg, desc, sizeof desc);
+    unet_build(&net, cfg);
+    char desc[512], block[64], prev[64] = "";
+    unet_config_str(cfg, desc, sizeof desc);
     printf("# %s\n", desc);
     size_t sum = 0;
     for (int i = 0; i < net.params.count; i++) {
@@ -258,73 +199,90 @@ static int cmd_params(int argc, char **argv)
     return 0;
 }
 
+static int cmd_params(int argc, char **argv)
+{
+    ParamsOpts o;
+    net_default(&o.net);
+    Cli cli = {.cmd = "params", .groups = params_groups,
+               .usage = "usage: ddpm params [--config NAME] [network flags]\n\n"
+                        "Print the U-Net's parameter count per block and in total.\n"};
+    int status;
+    Error err;
+    if (parse(&cli, &o, argc, argv, &status)) return status;
+    if (net_finish(&o.net, &cli, &err) < 0) return misuse("params", &err);
+    return params_run(&o);
+}
+
 /* ---- ddpm init ------------------------------------------------------------ */
 
-typedef struct InitFlags {
-    NetFlags net;
+typedef struct InitOpts {
     const char *out;
     unsigned long long seed;
-    int bad_seed;
-} InitFlags;
+    NetOpts net;
+} InitOpts;
 
-static int take_init(void *ctx, const char *flag, const char *value)
+static const ConfigKey init_keys[] = {
+    KEY("out", KEY_STR, offsetof(InitOpts, out), 0, 0, "M.safetensors", "the file to write (required)"),
+    KEY("seed", KEY_U64, offsetof(InitOpts, seed), 0, 0, "S", "seed of the initial weights"),
+    {0},
+};
+static const CliGroup init_groups[] = {{NULL, init_keys, 0}, NET_GROUP(InitOpts, net), {0}};
+
+static int init_run(const InitOpts *o)
 {
-    InitFlags *f = ctx;
-    if (!strcmp(flag, "out")) f->out = value;
-    else if (!strcmp(flag, "seed")) f->bad_seed = seed_num(value, &f->seed);
-    else return net_flag(&f->net, flag, value);
-    return 1;
+    Error err;
+    const UNetConfig *cfg = &o->net.cfg;
+    UNet net;
+    unet_build(&net, cfg);
+    Rng rng;
+    rng_seed(&rng, o->seed, 0);
+    unet_init_weights(&net, &rng);
+    int rc = ckpt_save(o->out, &net, NULL, 0, NULL, 0, &err);
+    if (rc == 0) printf("wrote %s: %s config, %zu parameters, seed %llu\n", o->out, cfg->name,
+                        net.params.total, o->seed);
+    unet_free(&net);
+    return rc < 0 ? fail("init", &err) : 0;
 }
 
 static int cmd_init(int argc, char **argv)
 {
-    InitFlags f = {0};
-    int rc = parse_flags(argc, argv, "init",
-                         "usage: ddpm init --out M.safetensors [--seed S] [--config NAME] "
-                         "[network flags]\n\n"
-                         "Write a U-Net initialised as in the paper's code (fan-avg uniform;\n"
-                         "the last conv of every residual branch and conv_out near zero).\n\n"
-                         NET_FLAGS_HELP, take_init, &f);
-    if (rc) return rc == 1 ? 0 : rc;
+    InitOpts o = {0};
+    net_default(&o.net);
+    Cli cli = {.cmd = "init", .groups = init_groups,
+               .usage = "usage: ddpm init --out M.safetensors [--seed S] [--config NAME] "
+                        "[network flags]\n\n"
+                        "Write a U-Net initialised as in the paper's code (fan-avg uniform;\n"
+                        "the last conv of every residual branch and conv_out near zero).\n\n"};
+    int status;
     Error err;
-    if (!f.out) { fprintf(stderr, "ddpm init: --out is required\n"); return 2; }
-    if (f.bad_seed) { fprintf(stderr, "ddpm init: --seed takes a whole number\n"); return 2; }
-    UNetConfig cfg;
-    if (net_config(&f.net, &cfg, &err) < 0) return misuse("init", &err);
-    UNet net;
-    unet_build(&net, &cfg);
-    Rng rng;
-    rng_seed(&rng, f.seed, 0);
-    unet_init_weights(&net, &rng);
-    rc = ckpt_save(f.out, &net, NULL, 0, NULL, 0, &err);
-    if (rc == 0) printf("wrote %s: %s config, %zu parameters, seed %llu\n", f.out, cfg.name,
-                        net.params.total, f.seed);
-    unet_free(&net);
-    return rc < 0 ? fail("init", &err) : 0;
+    if (parse(&cli, &o, argc, argv, &status)) return status;
+    if (!o.out) { fprintf(stderr, "ddpm init: --out is required\n"); return 2; }
+    if (net_finish(&o.net, &cli, &err) < 0) return misuse("init", &err);
+    return init_run(&o);
 }
 
 /* ---- ddpm forward ------------------------------------------------------------ */
 
 #define FORWARD_CHUNK 64   // images per network call
 
-typedef struct ForwardFlags {
-    NetFlags net;
+typedef struct ForwardOpts {
     const char *ckpt, *x, *t, *out;
-} ForwardFlags;
+    NetOpts net;
+} ForwardOpts;
 
-static int take_forward(void *ctx, const char *flag, const char *value)
-{
-    ForwardFlags *f = ctx;
-    if (!strcmp(flag, "ckpt")) f->ckpt = value;
-    else if (!strcmp(flag, "x")) f->x = value;
-    else if (!strcmp(flag, "t")) f->t = value;
-    else if (!strcmp(flag, "out")) f->out = value;
-    else return net_flag(&f->net, flag, value);
-    return 1;
-}
+#define F(f) offsetof(ForwardOpts, f)
+static const ConfigKey forward_keys[] = {
+    KEY("ckpt", KEY_STR, F(ckpt), 0, 0, "M.safetensors", "the network (required)"),
+    KEY("x", KEY_STR, F(x), 0, 0, "X.npy", "images [N, C, H, W] (required)"),
+    KEY("t", KEY_STR, F(t), 0, 0, "T.npy", "code timesteps [N], whole numbers 0..T-1 (required)"),
+    KEY("out", KEY_STR, F(out), 0, 0, "Y.npy", "where to write eps_theta(x, t) (required)"),
+    {0},
+};
+#undef F
+static const CliGroup forward_groups[] = {{NULL, forward_keys, 0}, NET_GROUP(ForwardOpts, net), {0}};
 
 // x must be [N, in_ch, R, R] and t [N] whole numbers in 0..9999.
-static int check_inputs(const ForwardFlags *f, const NpyArray *x, const NpyArray *t,
+static int check_inputs(const ForwardOpts *f, const NpyArray *x, const NpyArray *t,
                         const UNetConfig *c, int *ts, Error *err)
 {
     if (x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != c->in_ch ||
@@ -344,39 +302,27 @@ static int check_inputs(const ForwardFlags *f, const NpyArray *x, const NpyArray
     return 0;
 }
 
-static int cmd_forward(int argc, char **argv)
+
+static int forward_run(const ForwardOpts *o)
 {
-    ForwardFlags f = {0};
-    int rc = parse_flags(argc, argv, "forward",
-                         "usage: ddpm forward --ckpt M.safetensors --x X.npy --t T.npy --out Y.npy\n"
-                         "                    [--config NAME] [network flags]\n\n"
-                         "Run the network once in evaluation mode (no dropout) and write\n"
-                         "eps_theta(x, t) as .npy. x: [N, C, H, W] float; t: [N] integer code\n"
-                         "timesteps 0..T-1.\n\n" NET_FLAGS_HELP, take_forward, &f);
-    if (rc) return rc == 1 ? 0 : rc;
-    if (!f.ckpt || !f.x || !f.t || !f.out) {
-        fprintf(stderr, "ddpm forward: --ckpt, --x, --t and --out are required\n");
-        return 2;
-    }
+    const ForwardOpts *f = o;
     Error err;
-    UNetConfig cfg;
-    if (net_config(&f.net, &cfg, &err) < 0) return misuse("forward", &err);
     UNet net;
-    if (ckpt_load(f.ckpt, &net, &cfg, f.net.config != NULL, &err) < 0) return fail("forward", &err);
+    if (ckpt_load(f->ckpt, &net, &o->net.cfg, o->net.config_given, &err) < 0)
+        return fail("forward", &err);
     NpyArray x = {0}, t = {0};
-    int *ts = NULL;
-    rc = -1;
-    if (npy_read(f.x, &x, &err) == 0 && npy_read(f.t, &t, &err) == 0 &&
+    int *ts = NULL, rc = -1;
+    if (npy_read(f->x, &x, &err) == 0 && npy_read(f->t, &t, &err) == 0 &&
         ((ts = malloc(sizeof(int) * (t.size + 1))) ||
-         error_set(&err, "%s: out of memory for %zu timesteps", f.t, t.size) == 0) &&
-        check_inputs(&f, &x, &t, &net.cfg, ts, &err) == 0) {
+         error_set(&err, "%s: out of memory for %zu timesteps", f->t, t.size) == 0) &&
+        check_inputs(f, &x, &t, &net.cfg, ts, &err) == 0) {
         // FORWARD_CHUNK images at a time: the activations of a whole large
         // file at once could exhaust memory.
         int N = (int)x.shape[0], C = (int)x.shape[1], R = (int)x.shape[2];
         int shape[4] = {N, net.cfg.out_ch, R, R};
         size_t din = (size_t)C * R * R, dout = (size_t)net.cfg.out_ch * R * R;
         real *out = malloc(sizeof(real) * (size_t)N * dout);
-        if (!out) rc = error_set(&err, "%s: out of memory for %d outputs", f.x, N);
+        if (!out) rc = error_set(&err, "%s: out of memory for %d outputs", f->x, N);
         Arena arena;
         arena_init(&arena, 64 << 20);
         Tape tp;
@@ -391,8 +337,8 @@ static int cmd_forward(int argc, char **argv)
             tape_reset(&tp);
             arena_reset(&arena);
         }
-        if (out) rc = npy_write(f.out, out, 4, shape, &err);
-        if (rc == 0) printf("wrote %s [%d,%d,%d,%d]\n", f.out, shape[0], shape[1], shape[2],
+        if (out) rc = npy_write(f->out, out, 4, shape, &err);
+        if (rc == 0) printf("wrote %s [%d,%d,%d,%d]\n", f->out, shape[0], shape[1], shape[2],
                             shape[3]);
         free(out);
         tape_free(&tp);
@@ -405,194 +351,113 @@ static int cmd_forward(int argc, char **argv)
     return rc < 0 ? fail("forward", &err) : 0;
 }
 
+static int cmd_forward(int argc, char **argv)
+{
+    ForwardOpts o = {0};
+    net_default(&o.net);
+    Cli cli = {.cmd = "forward", .groups = forward_groups,
+               .usage = "usage: ddpm forward --ckpt M.safetensors --x X.npy --t T.npy --out Y.npy\n"
+                        "                    [--config NAME] [network flags]\n\n"
+                        "Run the network once in evaluation mode (no dropout) and write\n"
+                        "eps_theta(x, t) as .npy. x: [N, C, H, W] float; t: [N] integer code\n"
+                        "timesteps 0..T-1.\n\n"};
+    int status;
+    Error err;
+    if (parse(&cli, &o, argc, argv, &status)) return status;
+    if (!o.ckpt || !o.x || !o.t || !o.out) {
+        fprintf(stderr, "ddpm forward: --ckpt, --x, --t and --out are required\n");
+        return 2;
+    }
+    if (net_finish(&o.net, &cli, &err) < 0) return misuse("forward", &err);
+    return forward_run(&o);
+}
+
 /* ---- ddpm train -------------------------------------------------------------- */
 
-typedef struct TrainFlags {
-    NetFlags net;
-    TrainConfig tc;
-    const char *data, *resume, *mean, *var, *loss;
-    int T, warmup_given, bad;
-    const char *given[64];   // the flags on the command line (checked against --resume)
-    int n_given;
-} TrainFlags;
+typedef struct TrainOpts {
+    const char *data, *resume;
+    TrainConfig tc;   // its rows: train_keys (train.h)
+    NetOpts net;
+} TrainOpts;
 
-static int take_train(void *ctx, const char *flag, const char *v)
+static const ConfigKey train_cmd_keys[] = {
+    KEY("data", KEY_STR, offsetof(TrainOpts, data), 0, 0, "PATH",
+     "CIFAR-10 batches, MNIST IDX or PNG folder (default: $DDPM_DATA,\n"
+     "                         build/data/cifar-10-batches-bin, else Fashion-MNIST)"),
+    KEY("resume", KEY_STR, offsetof(TrainOpts, resume), 0, 0, "CKPT",
+     "continue the run of CKPT exactly, with its settings"),
+    {0},
+};
+static const CliGroup train_groups[] = {
+    {NULL, train_cmd_keys, 0},
+    {NULL, train_keys, offsetof(TrainOpts, tc)},
+    NET_GROUP(TrainOpts, net),
+    {0},
+};
+
+// On --resume the run continues with the checkpoint's settings: a stored
+// setting given on the command line with another value is refused, naming
+// the checkpoint's value (the budget, --out, --ckpt-every and --data are
+// honoured). Returns 0 or 2.
+static int resume_conflicts(const TrainOpts *o, const Cli *cli, const Trainer *tr)
 {
-    TrainFlags *f = ctx;
-    TrainConfig *c = &f->tc;
-    double x = 0;
-    int bad = 0;
-    if (f->n_given < 64) f->given[f->n_given++] = flag;
-    if (!strcmp(flag, "data")) f->data = v;
-    else if (!strcmp(flag, "out")) c->out_dir = v;
-    else if (!strcmp(flag, "resume")) f->resume = v;
-    else if (!strcmp(flag, "mean")) f->mean = v;
-    else if (!strcmp(flag, "var")) f->var = v;
-    else if (!strcmp(flag, "loss")) f->loss = v;
-    else if (!strcmp(flag, "steps")) { bad = whole(v, 1, TRAIN_MAX_STEPS, &x); c->steps = (long)x; }
-    else if (!strcmp(flag, "minutes")) { bad = num(v, 0.01, 1e6, &x); c->minutes = x; }
-    else if (!strcmp(flag, "batch")) { bad = whole(v, 1, TRAIN_MAX_BATCH, &x); c->batch = (int)x; }
-    else if (!strcmp(flag, "lr")) { bad = num(v, 0, 1, &x); c->lr = x; }
-    else if (!strcmp(flag, "warmup")) { bad = whole(v, 0, TRAIN_MAX_STEPS, &x); c->warmup = (long)x; f->warmup_given = 1; }
-    else if (!strcmp(flag, "clip")) { bad = num(v, 0, 1e9, &x); c->grad_clip = x; }
-    else if (!strcmp(flag, "ema")) { bad = num(v, 0, 1, &x); c->ema_decay = x; }
-    else if (!strcmp(flag, "seed")) bad = seed_num(v, &c->seed);
-    else if (!strcmp(flag, "flip")) { bad = whole(v, 0, 1, &x); c->flip = (int)x; }
-    else if (!strcmp(flag, "ckpt-every")) { bad = whole(v, 0, TRAIN_MAX_STEPS, &x); c->ckpt_every = (long)x; }
-    else if (!strcmp(flag, "T")) { bad = whole(v, 2, TRAIN_MAX_T, &x); f->T = (int)x; }
-    else if (!net_flag(&f->net, flag, v)) { f->n_given--; return 0; }
-    if (bad) {
-        fprintf(stderr, "ddpm train: bad value '%s' for --%s\n", v, flag);
-        f->bad = 1;
+    for (const ConfigKey *k = train_keys; k->key; k++) {
+        char want[256], have[256];
+        if (!(k->flags & KEY_STORED) || !cli_given(cli, train_keys, k->key)) continue;
+        config_format(k, &o->tc, want, sizeof want);
+        config_format(k, &tr->cfg, have, sizeof have);
+        if (strcmp(want, have)) {
+            fprintf(stderr, "ddpm train: --%s conflicts with %s, which was trained with %s = %s; "
+                            "a resumed run keeps the checkpoint's settings (drop --%s, or start "
+                            "a new run)\n", k->key, o->resume, k->key, have, k->key);
+            return 2;
+        }
     }
-    return 1;
-}
-
-#define TRAIN_USAGE \
-    "usage: ddpm train [--data PATH] [--out DIR] [--steps N | --minutes M] [flags]\n\n" \
-    "Train eps_theta with Algorithm 1. Writes DIR/ckpt.safetensors (weights, Adam,\n" \
-    "EMA, step, settings; atomically, every --ckpt-every steps and at the end) and\n" \
-    "DIR/log.csv. Ctrl-C saves and stops; --resume continues a run exactly.\n\n" \
-    "  --data PATH          CIFAR-10 batches, MNIST IDX or PNG folder (default: $DDPM_DATA,\n" \
-    "                       build/data/cifar-10-batches-bin, else Fashion-MNIST)\n" \
-    "  --out DIR            output folder (build/run)\n" \
-    "  --steps N            stop after N steps in total\n" \
-    "  --minutes M          ... or after M minutes of training\n" \
-    "  --batch B            images per step (32; the paper: 128)\n" \
-    "  --lr LR              Adam learning rate (2e-4)\n" \
-    "  --warmup N           linear warm-up steps (the paper: 5000; default min(5000, steps/10))\n" \
-    "  --clip C             gradient-norm clip (1.0)\n" \
-    "  --ema D              EMA decay of the weights (0.999; the paper: 0.9999)\n" \
-    "  --loss L             simple (Eq. 14) | vlb (the true bound) | hybrid\n" \
-    "  --mean M             eps | x0 | mu: what the network predicts\n" \
-    "  --var V              fixedlarge (beta) | fixedsmall (beta~) | learned\n" \
-    "  --T N                diffusion steps (1000)\n" \
-    "  --seed S, --flip 0|1, --ckpt-every N, --resume CKPT\n" \
-    "  (--resume continues with the checkpoint's settings, T included: a flag that\n" \
-    "  contradicts them is refused; --steps, --minutes, --out, --ckpt-every and\n" \
-    "  --data apply)\n\n" NET_FLAGS_HELP
-
-static int load_data(const char *cmd, const char *path, int train, Dataset *d)
-{
+    if (!o->net.given) return 0;
+    // The network flags must describe the stored network: its config with
+    // the flags applied on top (--config keeps the channels, which the data
+    // set and --var set).
+    UNetConfig c = tr->net.cfg;
     Error err;
-    if (!path || !*path) path = data_default_path();
-    if (data_load(d, path, train, &err) < 0) return fail(cmd, &err);
-    fprintf(stderr, "data: %s, %s split, %d images of %dx%dx%d (%s)\n", d->name,
-            train ? "training" : "test", d->n, d->c, d->h, d->w, d->path);
-    return 0;
-}
-
-static int given(const TrainFlags *f, const char *flag)
-{
-    for (int i = 0; i < f->n_given; i++)
-        if (!strcmp(f->given[i], flag)) return 1;
-    return 0;
-}
-
-static int same_g(double a, double b)   // equal as the checkpoint stores them (%.9g)
-{
-    char x[64], y[64];
-    snprintf(x, sizeof x, "%.9g", a);
-    snprintf(y, sizeof y, "%.9g", b);
-    return !strcmp(x, y);
-}
-
-// On --resume the run continues with the checkpoint's settings: a flag that
-// says otherwise is refused, naming the checkpoint's value (the budget,
-// --out, --ckpt-every and --data are honoured). Returns 0 or 2.
-static int resume_conflicts(const TrainFlags *f, const Trainer *tr, const Diffusion *df)
-{
-    const TrainConfig *a = &f->tc, *b = &tr->cfg;
-    char have[128] = "";
-    const char *flag = NULL;
-    if (given(f, "batch") && a->batch != b->batch)
-        flag = "batch", snprintf(have, sizeof have, "%d", b->batch);
-    else if (given(f, "lr") && !same_g(a->lr, b->lr))
-        flag = "lr", snprintf(have, sizeof have, "%.9g", b->lr);
-    else if (given(f, "warmup") && a->warmup != b->warmup)
-        flag = "warmup", snprintf(have, sizeof have, "%ld", b->warmup);
-    else if (given(f, "clip") && !same_g(a->grad_clip, b->grad_clip))
-        flag = "clip", snprintf(have, sizeof have, "%.9g", b->grad_clip);
-    else if (given(f, "ema") && !same_g(a->ema_decay, b->ema_decay))
-        flag = "ema", snprintf(have, sizeof have, "%.9g", b->ema_decay);
-    else if (given(f, "seed") && a->seed != b->seed)
-        flag = "seed", snprintf(have, sizeof have, "%llu", b->seed);
-    else if (given(f, "flip") && a->flip != b->flip)
-        flag = "flip", snprintf(have, sizeof have, "%d", b->flip);
-    else if (given(f, "T") && f->T != tr->sched.T)
-        flag = "T", snprintf(have, sizeof have, "%d", tr->sched.T);
-    else if (given(f, "mean") && df->mean != tr->df.mean)
-        flag = "mean", snprintf(have, sizeof have, "%s", mean_type_name(tr->df.mean));
-    else if (given(f, "var") && df->var != tr->df.var)
-        flag = "var", snprintf(have, sizeof have, "%s", var_type_name(tr->df.var));
-    else if (given(f, "loss") && df->loss != tr->df.loss)
-        flag = "loss", snprintf(have, sizeof have, "%s", loss_type_name(tr->df.loss));
-    if (flag) {
-        fprintf(stderr, "ddpm train: --%s conflicts with %s, which was trained with %s = %s; "
-                        "a resumed run keeps the checkpoint's settings (drop --%s, or start "
-                        "a new run)\n", flag, f->resume, flag, have, flag);
+    int bad = 0;
+    if (o->net.config_given) {
+        c = o->net.cfg;
+        bad = unet_config(&c, cli_given(cli, unet_keys, "config"), &err) < 0;
+        c.in_ch = tr->net.cfg.in_ch;
+        c.out_ch = tr->net.cfg.out_ch;
+    }
+    for (const ConfigKey *k = unet_keys; k->key && !bad; k++) {
+        const char *v = cli_given(cli, unet_keys, k->key);
+        if (v && k->type != KEY_FUNC) bad = config_set(k, &c, v, &err) < 0;
+    }
+    if (bad) return misuse("train", &err);
+    char d1[512], d2[512];
+    config_line(unet_keys, &c, 0, d1, sizeof d1);
+    config_line(unet_keys, &tr->net.cfg, 0, d2, sizeof d2);
+    if (strcmp(d1, d2)) {
+        fprintf(stderr, "ddpm train: the network flags describe %s, but %s holds %s; drop "
+                        "them on --resume\n", d1, o->resume, d2);
         return 2;
     }
-    if (f->net.config || f->net.n) {   // the network flags must describe the stored network
-        UNetConfig c = tr->net.cfg, want;
-        Error err;
-        int bad = f->net.config && unet_config(&c, f->net.config, &err) < 0;
-        if (f->net.config) {   // the data set and --var set these, not the config
-            c.in_ch = tr->net.cfg.in_ch;
-            c.out_ch = tr->net.cfg.out_ch;
-        }
-        for (int i = 0; i < f->net.n && !bad; i++)
-            bad = unet_config_set(&c, f->net.key[i], f->net.value[i], &err) < 0;
-        if (bad) {
-            fail("train", &err);
-            return 2;
-        }
-        want = tr->net.cfg;
-        snprintf(c.name, sizeof c.name, "%s", want.name);
-        char d1[256], d2[256];
-        unet_config_str(&c, d1, sizeof d1);
-        unet_config_str(&want, d2, sizeof d2);
-        if (strcmp(d1, d2)) {
-            fprintf(stderr, "ddpm train: the network flags describe %s, but %s holds %s; drop "
-                            "them on --resume\n", d1, f->resume, d2);
-            return 2;
-        }
-    }
     return 0;
 }
 
-static int cmd_train(int argc, char **argv)
+// Train with the parsed options; cli tells which flags were given (a resumed
+// run refuses those that contradict its checkpoint).
+static int train_main(const TrainOpts *o, const Cli *cli)
 {
-    TrainFlags f = {0};
-    train_config_default(&f.tc);
-    f.tc.batch = 32;
-    f.tc.ema_decay = 0.999;
-    f.T = 1000;
-    int rc = parse_flags(argc, argv, "train", TRAIN_USAGE, take_train, &f);
-    if (rc || f.bad) return rc == 1 ? 0 : 2;
-    if (!f.resume && f.tc.steps <= 0 && f.tc.minutes <= 0) {
-        fprintf(stderr, "ddpm train: give a budget: --steps N and/or --minutes M\n");
-        return 2;
-    }
-    if (!f.warmup_given) f.tc.warmup = f.tc.steps > 0 ? (f.tc.steps / 10 < 5000 ? f.tc.steps / 10 : 5000) : 200;
     Error err;
     Dataset data;
-    if (load_data("train", f.data, 1, &data)) return 1;
-    UNetConfig ucfg;
-    Diffusion df;
-    if (net_config(&f.net, &ucfg, &err) < 0 ||
-        diffusion_parse(&df, f.mean ? f.mean : "eps", f.var ? f.var : "fixedlarge",
-                        f.loss ? f.loss : "simple", &err) < 0) {
-        data_free(&data);
-        return misuse("train", &err);
-    }
+    if (load_data("train", o->data, 1, &data)) return 1;
+    UNetConfig ucfg = o->net.cfg;
     ucfg.in_ch = data.c;
     Trainer tr;
-    if (trainer_init(&tr, &ucfg, &df, f.T, &f.tc, f.resume, &err) < 0) {
+    if (trainer_init(&tr, &ucfg, &o->tc, o->resume, &err) < 0) {
         data_free(&data);
         return fail("train", &err);
     }
-    if (f.resume && (rc = resume_conflicts(&f, &tr, &df))) {
+    int rc;
+    if (o->resume && (rc = resume_conflicts(o, cli, &tr))) {
         trainer_free(&tr);
         data_free(&data);
         return rc;
@@ -602,12 +467,11 @@ static int cmd_train(int argc, char **argv)
                   tr.net.cfg.resolution, tr.net.cfg.resolution, data.name, data.c, data.h, data.w);
         rc = 1;
     } else {
-        char desc[256];
+        char desc[512];
         unet_config_str(&tr.net.cfg, desc, sizeof desc);
         fprintf(stderr, "model: %s; %zu parameters\n", desc, tr.net.params.total);
-        fprintf(stderr, "training: from step %ld, batch %d, lr %g, warm-up %ld, clip %g, EMA %g, "
-                        "seed %llu -> %s/\n", tr.step, tr.cfg.batch, tr.cfg.lr, tr.cfg.warmup,
-                tr.cfg.grad_clip, tr.cfg.ema_decay, tr.cfg.seed, tr.cfg.out_dir);
+        config_line(train_keys, &tr.cfg, KEY_STORED, desc, sizeof desc);
+        fprintf(stderr, "training: from step %ld, %s -> %s/\n", tr.step, desc, tr.cfg.out_dir);
         rc = train_run(&tr, &data, &err) < 0;
         if (!rc) printf("trained to step %ld, last loss %.5f: %s/ckpt.safetensors, %s/log.csv\n",
                         tr.step, tr.last_loss, tr.cfg.out_dir, tr.cfg.out_dir);
@@ -617,68 +481,137 @@ static int cmd_train(int argc, char **argv)
     return rc ? fail("train", &err) : 0;
 }
 
-/* ---- ddpm bpd ------------------------------------------------------------------ */
-
-// The flags of the commands that load a trained model: ddpm bpd and rd use
-// all of them, ddpm sample the shared ones (take_model_flag) and its own.
-typedef struct BpdFlags {
-    const char *cmd, *ckpt, *data, *csv;
-    int n, batch, clip, ema, bad, train;   // train: --split train (bpd, rd)
-    unsigned long long seed;
-    NetFlags net;   // for a checkpoint that stores no config (a converted state_dict)
-} BpdFlags;
-
-// A number in [lo, hi] for --flag, or a message and f->bad set.
-static double flag_num(BpdFlags *f, const char *flag, const char *v, double lo, double hi)
+// The options of ddpm train: the program's defaults (batch 32, EMA 0.999)
+// rather than the paper's, for runs of minutes on a CPU.
+static void train_defaults(TrainOpts *o)
 {
-    double x = 0;
-    if (whole(v, lo, hi, &x)) {
-        fprintf(stderr, "ddpm %s: bad value '%s' for --%s\n", f->cmd, v, flag);
-        f->bad = 1;
-    }
-    return x;
+    memset(o, 0, sizeof *o);
+    train_config_default(&o->tc);
+    o->tc.batch = 32;
+    o->tc.ema_decay = 0.999;
+    net_default(&o->net);
 }
 
-// --ckpt, --n, --batch, --clip, --ema, --seed; 0 if the flag is another one.
-static int take_model_flag(BpdFlags *f, const char *flag, const char *v)
+static int train_parse(TrainOpts *o, Cli *cli, int argc, char **argv, int *status)
 {
-    if (!strcmp(flag, "ckpt")) f->ckpt = v;
-    else if (!strcmp(flag, "n")) f->n = (int)flag_num(f, flag, v, 1, 1e7);
-    else if (!strcmp(flag, "batch")) f->batch = (int)flag_num(f, flag, v, 1, TRAIN_MAX_BATCH);
-    else if (!strcmp(flag, "clip")) f->clip = (int)flag_num(f, flag, v, 0, 1);
-    else if (!strcmp(flag, "ema")) f->ema = (int)flag_num(f, flag, v, 0, 1);
-    else if (!strcmp(flag, "seed")) {
-        if (seed_num(v, &f->seed)) {
-            fprintf(stderr, "ddpm %s: bad value '%s' for --seed\n", f->cmd, v);
-            f->bad = 1;
-        }
-    } else return net_flag(&f->net, flag, v);
-    return 1;
+    *cli = (Cli){.cmd = "train", .groups = train_groups,
+        .usage = "usage: ddpm train [--data PATH] [--out DIR] [--steps N | --minutes M] [flags]\n\n"
+                 "Train eps_theta with Algorithm 1. Writes DIR/ckpt.safetensors (weights, Adam,\n"
+                 "EMA, step, settings; atomically, every --ckpt-every steps and at the end) and\n"
+                 "DIR/log.csv. Ctrl-C saves and stops; --resume continues a run exactly.\n\n",
+        .footer = "\n--resume continues with the checkpoint's settings (batch, lr, warmup, clip,\n"
+                  "ema, loss, mean, var, T, seed, flip): a flag that contradicts them is\n"
+                  "refused; --steps, --minutes, --out, --ckpt-every and --data apply.\n"};
+    Error err;
+    if (parse(cli, o, argc, argv, status)) return -1;
+    *status = 2;
+    if (!o->resume && o->tc.steps <= 0 && o->tc.minutes <= 0) {
+        fprintf(stderr, "ddpm train: give a budget: --steps N and/or --minutes M\n");
+        return -1;
+    }
+    if (!cli_given(cli, train_keys, "warmup"))
+        o->tc.warmup = o->tc.steps > 0 ? (o->tc.steps / 10 < 5000 ? o->tc.steps / 10 : 5000) : 200;
+    Diffusion df;
+    if (net_finish(&o->net, cli, &err) < 0 ||
+        diffusion_parse(&df, mean_type_name(o->tc.mean), var_type_name(o->tc.var),
+                        loss_type_name(o->tc.loss), &err) < 0) {
+        misuse("train", &err);
+        return -1;
+    }
+    *status = 0;
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    TrainOpts o;
+    Cli cli;
+    int status;
+    train_defaults(&o);
+    if (train_parse(&o, &cli, argc, argv, &status)) return status;
+    return train_main(&o, &cli);
+}
+
+/* ---- ddpm bpd ------------------------------------------------------------------ */
+
+// The options of the commands that load a trained model: ddpm bpd and rd use
+// all of them, ddpm sample all but --csv.
+typedef struct EvalOpts {
+    const char *cmd, *ckpt, *data, *csv, *split;   // split: bpd and rd, test or train
+    int n, batch, clip_x0, use_ema;
+    unsigned long long seed;
+    NetOpts net;   // for a checkpoint that stores no config (a converted state_dict)
+} EvalOpts;
+
+#define E(f) offsetof(EvalOpts, f)
+static const ConfigKey eval_keys[] = {
+    KEY("ckpt", KEY_STR, E(ckpt), 0, 0, "M", "the trained model (required)"),
+    KEY("data", KEY_STR, E(data), 0, 0, "PATH", "the data set (default as ddpm train)"),
+    KEY("n", KEY_INT, E(n), 1, 1e7, "N", "how many images"),
+    KEY("batch", KEY_INT, E(batch), 1, TRAIN_MAX_BATCH, "B", "images per network call"),
+    KEY("clip-x0", KEY_INT, E(clip_x0), 0, 1, "0|1",
+     "clip x0_hat to [-1, 1] before the posterior mean, as the\n"
+     "                         official code does; 0 is the paper's Algorithm 2 as printed"),
+    KEY("use-ema", KEY_INT, E(use_ema), 0, 1, "0|1", "the EMA weights when the checkpoint has them"),
+    KEY("seed", KEY_U64, E(seed), 0, 0, "S", "seed of the noise"),
+    {0},
+};
+static const ConfigKey bpd_keys[] = {
+    KEY("csv", KEY_STR, E(csv), 0, 0, "FILE", "also write the per-t terms and MSE of x0_pred"),
+    KEY("split", KEY_STR, E(split), 0, 0, "test|train",
+     "the images: the first N of the test split (default) or of\n"
+     "                         the training split (Table 1's train column)"),
+    {0},
+};
+static const ConfigKey rd_keys[] = {
+    KEY("csv", KEY_STR, E(csv), 0, 0, "FILE", "the whole curve, one row per k (required)"),
+    KEY("split", KEY_STR, E(split), 0, 0, "test|train", "the images, as in ddpm bpd"),
+    {0},
+};
+#undef E
+static const CliGroup bpd_groups[] = {
+    {NULL, eval_keys, 0}, {NULL, bpd_keys, 0}, NET_GROUP(EvalOpts, net), {0}};
+static const CliGroup rd_groups[] = {
+    {NULL, eval_keys, 0}, {NULL, rd_keys, 0}, NET_GROUP(EvalOpts, net), {0}};
+
+static EvalOpts eval_defaults(const char *cmd, int n, int batch)
+{
+    EvalOpts o = {.cmd = cmd, .n = n, .batch = batch, .clip_x0 = 1, .use_ema = 1};
+    net_default(&o.net);
+    return o;
 }
 
 // The checkpoint's model; the network flags, when given, describe a file
 // that stores no config (and --config overrides a stored one, as in forward).
-static int model_load(const BpdFlags *f, TrainedModel *m, Error *err)
+static int model_load(const EvalOpts *o, TrainedModel *m, Error *err)
 {
-    if (!f->net.config && !f->net.n) return trained_model_load(m, f->ckpt, f->ema, err);
-    UNetConfig cfg;
-    if (net_config(&f->net, &cfg, err) < 0) return -2;
-    return trained_model_load_cfg(m, f->ckpt, f->ema, &cfg, f->net.config != NULL, err);
+    if (!o->net.given) return trained_model_load(m, o->ckpt, o->use_ema, err);
+    return trained_model_load_cfg(m, o->ckpt, o->use_ema, &o->net.cfg, o->net.config_given, err);
 }
 
-static int take_bpd(void *ctx, const char *flag, const char *v)
+// Parse, then: --ckpt is required (and --csv where `need_csv`).
+// opts is the command's options struct, o the EvalOpts inside it.
+static int eval_parse(void *opts, EvalOpts *o, Cli *cli, int argc, char **argv, int need_csv,
+                      int *status)
 {
-    BpdFlags *f = ctx;
-    if (!strcmp(flag, "data")) f->data = v;
-    else if (!strcmp(flag, "csv")) f->csv = v;
-    else if (!strcmp(flag, "split")) {
-        f->train = !strcmp(v, "train");
-        if (!f->train && strcmp(v, "test")) {
-            fprintf(stderr, "ddpm %s: bad value '%s' for --split (test or train)\n", f->cmd, v);
-            f->bad = 1;
-        }
-    } else return take_model_flag(f, flag, v);
-    return 1;
+    Error err;
+    if (parse(cli, opts, argc, argv, status)) return -1;
+    *status = 2;
+    if (!o->ckpt || (need_csv && !o->csv)) {
+        fprintf(stderr, "ddpm %s: %s required\n", o->cmd,
+                need_csv ? "--ckpt and --csv are" : "--ckpt is");
+        return -1;
+    }
+    if (net_finish(&o->net, cli, &err) < 0) {
+        misuse(o->cmd, &err);
+        return -1;
+    }
+    if (o->split && strcmp(o->split, "test") && strcmp(o->split, "train")) {
+        fprintf(stderr, "ddpm %s: bad value '%s' for --split (test or train)\n", o->cmd, o->split);
+        return -1;
+    }
+    *status = 0;
+    return 0;
 }
 
 static int write_bpd_csv(const char *path, const BpdResult *r, Error *err)
@@ -707,6 +640,8 @@ static int write_bpd_csv(const char *path, const BpdResult *r, Error *err)
 
 // What ddpm bpd and ddpm rd evaluate: the checkpoint's network (its EMA
 // weights unless --ema 0), its diffusion, and the first n test images.
+// What ddpm bpd and ddpm rd evaluate: the checkpoint's network (its EMA
+// weights unless --use-ema 0), its diffusion, and the first n test images.
 typedef struct EvalSet {
     TrainedModel m;
     Dataset data;
@@ -721,13 +656,13 @@ static void eval_close(EvalSet *e)
     trained_model_free(&e->m);
 }
 
-static int eval_open(const BpdFlags *f, EvalSet *e)
+static int eval_open(const EvalOpts *f, EvalSet *e)
 {
     Error err;
     memset(e, 0, sizeof *e);
-    int rc = model_load(f, &e->m, &err);
-    if (rc < 0) return rc == -2 ? misuse(f->cmd, &err) : fail(f->cmd, &err);
-    if (load_data(f->cmd, f->data, f->train, &e->data)) { eval_close(e); return 1; }
+    if (model_load(f, &e->m, &err) < 0) return fail(f->cmd, &err);
+    int train = f->split && !strcmp(f->split, "train");
+    if (load_data(f->cmd, f->data, train, &e->data)) { eval_close(e); return 1; }
     if (e->data.c != e->m.net.cfg.in_ch || e->data.h != e->m.net.cfg.resolution) {
         error_set(&err, "%s: the model takes %dx%dx%d images but %s has %dx%dx%d", f->ckpt,
                   e->m.net.cfg.in_ch, e->m.net.cfg.resolution, e->m.net.cfg.resolution,
@@ -748,13 +683,13 @@ static int eval_open(const BpdFlags *f, EvalSet *e)
     data_batch(&e->data, e->x0, idx, e->n, NULL);
     free(idx);
     fprintf(stderr, "%s: %d images, T = %d, %s weights, x0_pred %sclipped\n", f->cmd, e->n,
-            e->m.sched.T, e->m.ema ? "EMA" : "raw", f->clip ? "" : "not ");
+            e->m.sched.T, e->m.ema ? "EMA" : "raw", f->clip_x0 ? "" : "not ");
     return 0;
 }
 
 // The bound's terms for every image and t (calc_bpd_loop), with a progress
 // line: all that ddpm bpd and ddpm rd compute.
-static int eval_bound(const BpdFlags *f, const EvalSet *e, BpdResult *r, Error *err)
+static int eval_bound(const EvalOpts *f, const EvalSet *e, BpdResult *r, Error *err)
 {
     Rng rng;
     rng_seed(&rng, f->seed, 0);
@@ -762,32 +697,20 @@ static int eval_bound(const BpdFlags *f, const EvalSet *e, BpdResult *r, Error *
     progress_start(&pr, f->cmd, 0, 0);
     Model model = unet_model(&e->m.net);
     int rc = dist_calc_bpd_loop(&e->m.df, &model, e->x0, e->n, e->data.c, e->data.h, e->data.w,
-                           f->batch, &rng, f->clip, r, progress_callback, &pr, err);
+                           f->batch, &rng, f->clip_x0, r, progress_callback, &pr, err);
     if (rc == 0) progress_end(&pr, pr.total, NULL);
     return rc;
 }
 
-static int cmd_bpd(int argc, char **argv)
+static int bpd_run(const EvalOpts *o)
 {
-    BpdFlags f = {.cmd = "bpd", .n = 100, .batch = 50, .clip = 1, .ema = 1};
-    int rc = parse_flags(argc, argv, "bpd",
-        "usage: ddpm bpd --ckpt M [--data PATH] [--n N] [--batch B] [--clip 0|1] [--ema 0|1]\n"
-        "                [--seed S] [--csv FILE] [--split test|train]\n\n"
-        "The variational bound (Eq. 5) in bits/dim on the first N test images (100):\n"
-        "all T terms, a fresh x_t for every t (the official calc_bpd_loop), x0_pred\n"
-        "clipped to [-1, 1] unless --clip 0, the EMA weights when the checkpoint has\n"
-        "them unless --ema 0. Prints total, prior (L_T), terms (L_1..L_{T-1}) and\n"
-        "decoder (L_0) with standard errors over images; --csv writes the per-t terms\n"
-        "and the per-t mean squared error of x0_pred (chapter 07 reads it). --split train\n"
-        "takes the first N training images instead (Table 1's train column).\n\n"
-        MODEL_NET_FLAGS, take_bpd, &f);
-    if (rc || f.bad) return rc == 1 ? 0 : 2;
-    if (!f.ckpt) { fprintf(stderr, "ddpm bpd: --ckpt is required\n"); return 2; }
+    const EvalOpts *f = o;
     EvalSet e;
-    if ((rc = eval_open(&f, &e))) return rc;
+    int rc;
+    if ((rc = eval_open(f, &e))) return rc;
     Error err;
     BpdResult r;
-    rc = eval_bound(&f, &e, &r, &err);
+    rc = eval_bound(f, &e, &r, &err);
     if (rc == 0) {
         int n = e.n;
         double *col = malloc(sizeof(double) * (size_t)n), m, se;
@@ -797,7 +720,8 @@ static int cmd_bpd(int argc, char **argv)
             error_set(&err, "--n %d: out of memory", n);
             return fail("bpd", &err);
         }
-        printf("# %s, %d %s images, %s\n", f.ckpt, n, f.train ? "training" : "test", e.data.name);
+        printf("# %s, %d %s images, %s\n", f->ckpt, n,
+               f->split && !strcmp(f->split, "train") ? "training" : "test", e.data.name);
         rd_mean_se(r.total, n, &m, &se);
         printf("total   %.5f +- %.5f bits/dim\n", m, se);
         rd_mean_se(r.prior, n, &m, &se);
@@ -811,104 +735,115 @@ static int cmd_bpd(int argc, char **argv)
         rd_mean_se(r.terms, n, &m, &se);   // code t = 0: the decoder
         printf("decoder %.5f +- %.5f bits/dim\n", m, se);
         free(col);
-        if (f.csv && write_bpd_csv(f.csv, &r, &err) < 0) rc = -1;
-        else if (f.csv) fprintf(stderr, "wrote %s\n", f.csv);
+        if (f->csv && write_bpd_csv(f->csv, &r, &err) < 0) rc = -1;
+        else if (f->csv) fprintf(stderr, "wrote %s\n", f->csv);
         bpd_result_free(&r);
     }
     eval_close(&e);
     return rc < 0 ? fail("bpd", &err) : 0;
 }
 
+static int cmd_bpd(int argc, char **argv)
+{
+    EvalOpts o = eval_defaults("bpd", 100, 50);
+    int status;
+    Cli cli = {.cmd = "bpd", .groups = bpd_groups, .footer = MODEL_NET_NOTE,
+        .usage =
+        "usage: ddpm bpd --ckpt M [--data PATH] [--n N] [--batch B] [--clip-x0 0|1]\n"
+        "                [--use-ema 0|1] [--seed S] [--csv FILE]\n\n"
+        "The variational bound (Eq. 5) in bits/dim on the first N test images:\n"
+        "all T terms, a fresh x_t for every t (the official calc_bpd_loop), x0_pred\n"
+        "clipped to [-1, 1] unless --clip-x0 0, the EMA weights when the checkpoint has\n"
+        "them unless --use-ema 0. Prints total, prior (L_T), terms (L_1..L_{T-1}) and\n"
+        "decoder (L_0) with standard errors over images; --csv writes the per-t terms\n"
+        "and the per-t mean squared error of x0_pred (chapter 07 reads it).\n\n"};
+    if (eval_parse(&o, &o, &cli, argc, argv, 0, &status)) return status;
+    return bpd_run(&o);
+}
+
 /* ---- ddpm rd ------------------------------------------------------------------- */
 
-static int cmd_rd(int argc, char **argv)
+static int rd_run(const EvalOpts *o)
 {
-    BpdFlags f = {.cmd = "rd", .n = 100, .batch = 50, .clip = 1, .ema = 1};
-    int rc = parse_flags(argc, argv, "rd",
-        "usage: ddpm rd --ckpt M [--data PATH] [--n N] [--batch B] [--seed S] [--clip 0|1]\n"
-        "               [--ema 0|1] [--split test|train] --csv FILE\n\n"
-        "Progressive lossy coding (Algorithms 3 and 4, Figure 5, Table 4): after k of\n"
-        "the T reverse steps the receiver has been sent L_T + L_{T-1} + ... bits/dim\n"
-        "(the rate) and holds x_t, t = T - k + 1, from which it predicts x0 (the\n"
-        "distortion: RMSE of x0_pred on [0, 255] over all N images). The numbers come\n"
-        "from the same loop as ddpm bpd (same flags and defaults; the same seed gives\n"
-        "the same bound). --csv writes the whole curve, one row per k; stdout gets the\n"
-        "summary and the rows of Table 4 next to the paper's values.\n\n"
-        MODEL_NET_FLAGS, take_bpd, &f);
-    if (rc || f.bad) return rc == 1 ? 0 : 2;
-    if (!f.ckpt || !f.csv) { fprintf(stderr, "ddpm rd: --ckpt and --csv are required\n"); return 2; }
+    const EvalOpts *f = o;
     EvalSet e;
-    if ((rc = eval_open(&f, &e))) return rc;
+    int rc;
+    if ((rc = eval_open(f, &e))) return rc;
     Error err;
     BpdResult r;
-    rc = eval_bound(&f, &e, &r, &err);
+    rc = eval_bound(f, &e, &r, &err);
     if (rc == 0) {
         RDCurve rd;
         rd_from_bpd(&rd, &r);   // what rate_distortion does
         bpd_result_free(&r);
-        printf("# %s, %d test images, %s; paper: CIFAR-10, 35.7M params\n", f.ckpt, e.n,
+        printf("# %s, %d test images, %s; paper: CIFAR-10, 35.7M params\n", f->ckpt, e.n,
                e.data.name);
         rd_print_summary(stdout, &rd);
-        rc = rd_write_csv(f.csv, &rd, &err);
-        if (rc == 0) fprintf(stderr, "wrote %s\n", f.csv);
+        rc = rd_write_csv(f->csv, &rd, &err);
+        if (rc == 0) fprintf(stderr, "wrote %s\n", f->csv);
         rd_free(&rd);
     }
     eval_close(&e);
     return rc < 0 ? fail("rd", &err) : 0;
 }
 
-/* ---- ddpm sample --------------------------------------------------------------- */
-
-typedef struct SampleFlags {
-    BpdFlags m;   // --ckpt --n --batch --clip --ema --seed
-    const char *out, *var, *progressive, *classifier, *shared, *interp;
-    int cols, every, score;
-} SampleFlags;
-
-static int score_samples(const char *samples, const char *data, const char *classifier);
-
-static int take_sample(void *ctx, const char *flag, const char *v)
+static int cmd_rd(int argc, char **argv)
 {
-    SampleFlags *f = ctx;
-    if (!strcmp(flag, "out")) f->out = v;
-    else if (!strcmp(flag, "var")) f->var = v;
-    else if (!strcmp(flag, "progressive")) f->progressive = v;
-    else if (!strcmp(flag, "shared")) f->shared = v;
-    else if (!strcmp(flag, "interp")) f->interp = v;
-    else if (!strcmp(flag, "cols")) f->cols = (int)flag_num(&f->m, flag, v, 1, 1000);
-    else if (!strcmp(flag, "every")) f->every = (int)flag_num(&f->m, flag, v, 1, 1e6);
-    else if (!strcmp(flag, "score")) f->score = (int)flag_num(&f->m, flag, v, 0, 1);
-    else if (!strcmp(flag, "classifier")) f->classifier = v;
-    else if (!strcmp(flag, "data")) f->m.data = v;
-    else return take_model_flag(&f->m, flag, v);
-    return 1;
+    EvalOpts o = eval_defaults("rd", 100, 50);
+    int status;
+    Cli cli = {.cmd = "rd", .groups = rd_groups, .footer = MODEL_NET_NOTE,
+        .usage =
+        "usage: ddpm rd --ckpt M [--data PATH] [--n N] [--batch B] [--seed S]\n"
+        "               [--clip-x0 0|1] [--use-ema 0|1] --csv FILE\n\n"
+        "Progressive lossy coding (Algorithms 3 and 4, Figure 5, Table 4): after k of\n"
+        "the T reverse steps the receiver has been sent L_T + L_{T-1} + ... bits/dim\n"
+        "(the rate) and holds x_t, t = T - k + 1, from which it predicts x0 (the\n"
+        "distortion: RMSE of x0_pred on [0, 255] over all N images). The numbers come\n"
+        "from the same loop as ddpm bpd (same flags and defaults; the same seed gives\n"
+        "the same bound). --csv writes the whole curve, one row per k; stdout gets the\n"
+        "summary and the rows of Table 4 next to the paper's values.\n\n"};
+    if (eval_parse(&o, &o, &cli, argc, argv, 1, &status)) return status;
+    return rd_run(&o);
 }
 
-#define SAMPLE_USAGE \
-    "usage: ddpm sample --ckpt M [--n N] [--out FILE.png] [--seed S] [--ema 0|1]\n" \
-    "                   [--clip 0|1] [--var fixedlarge|fixedsmall] [--batch B]\n" \
-    "                   [--cols C] [--progressive FILE.png] [--every K]\n" \
-    "                   [--shared FILE.png] [--interp FILE.png]\n\n" \
-    "Generate N images (64) with Algorithm 2: x_T ~ N(0, I), then T steps of the\n" \
-    "learned reverse process. Writes a PNG grid (samples.png) and the images as\n" \
-    "an .npy next to it ([N, C, H, W] float32 in [-1, 1]). Image i depends only on\n" \
-    "--seed and i, so --n 16 gives the first 16 of --n 64.\n\n" \
-    "  --ema 0|1          the EMA weights when the checkpoint has them (1)\n" \
-    "  --clip 0|1         clip x0_hat to [-1, 1] before the posterior mean, as the\n" \
-    "                     official code does (1); 0 is the paper's Algorithm 2 as printed\n" \
-    "  --var V            sigma_t^2 = beta_t (fixedlarge) or beta~_t (fixedsmall);\n" \
-    "                     default: what the model was trained with\n" \
-    "  --progressive F    also write x0_hat (Eq. 15) every K steps of the first\n" \
-    "                     8 images to F, one row per image (Figure 6)\n" \
-    "  --every K          steps between those snapshots (100)\n" \
-    "  --shared F         also write Figure 7 to F: rows branch at t = T, 3T/4, T/2,\n" \
-    "                     T/4: x0_hat, the shared x_t, 6 samples that continue from it\n" \
-    "  --interp F         also write Figure 8 to F: test images 0 and 1 of --data,\n" \
-    "                     9 mixes of their x_t ~ q at t = T/10, T/4, T/2, 3T/4, decoded\n" \
-    "  --batch B          images per network call (32); --cols C grid columns\n" \
-    "  --score 0|1        then score the .npy as `ddpm score` does against the test\n" \
-    "                     split of --data PATH (0); --classifier F as in ddpm score\n\n" \
-    MODEL_NET_FLAGS
+/* ---- ddpm sample --------------------------------------------------------------- */
+
+typedef struct SampleOpts {
+    EvalOpts m;   // --ckpt --data --n --batch --clip-x0 --use-ema --seed, the network
+    const char *out, *var, *progressive, *classifier, *shared, *interp;
+    int cols, every, score;
+} SampleOpts;
+
+#define S(f) offsetof(SampleOpts, f)
+static const ConfigKey sample_keys[] = {
+    KEY("out", KEY_STR, S(out), 0, 0, "FILE.png", "the grid; the images go to FILE.npy"),
+    KEY("var", KEY_STR, S(var), 0, 0, "V",
+     "sigma_t^2 = beta_t (fixedlarge) or beta~_t (fixedsmall);\n"
+     "                         default: what the model was trained with"),
+    KEY("progressive", KEY_STR, S(progressive), 0, 0, "F",
+     "also write x0_hat (Eq. 15) every K steps of the first\n"
+     "                         8 images to F, one row per image (Figure 6)"),
+    KEY("every", KEY_INT, S(every), 1, 1e6, "K", "steps between those snapshots"),
+    KEY("shared", KEY_STR, S(shared), 0, 0, "F",
+     "also write Figure 7 to F: rows branch at t = T, 3T/4, T/2,\n"
+     "                         T/4: x0_hat, the shared x_t, 6 samples that continue from it"),
+    KEY("interp", KEY_STR, S(interp), 0, 0, "F",
+     "also write Figure 8 to F: test images 0 and 1 of --data,\n"
+     "                         9 mixes of their x_t ~ q at t = T/10, T/4, T/2, 3T/4, decoded"),
+    KEY("cols", KEY_INT, S(cols), 1, 1000, "C", "grid columns (default: a square grid)",
+     .flags = KEY_NO_DEFAULT),
+    KEY("score", KEY_INT, S(score), 0, 1, "0|1",
+     "then score the .npy as `ddpm score` does against the test\n"
+     "                         split of --data PATH"),
+    KEY("classifier", KEY_STR, S(classifier), 0, 0, "F", "the classifier of --score, as in ddpm score"),
+    {0},
+};
+#undef S
+static const CliGroup sample_groups[] = {
+    {NULL, sample_keys, 0}, {NULL, eval_keys, offsetof(SampleOpts, m)},
+    NET_GROUP(SampleOpts, m.net), {0}};
+
+static int score_samples(const char *samples, const char *data, const char *classifier);
 
 // FILE.png -> FILE.npy (or FILE + .npy).
 static void npy_path(const char *png, char *out, size_t len)
@@ -932,7 +867,7 @@ static int write_progressive(const char *path, const real *snaps, int S, int N, 
 }
 
 // Figures 7 and 8 (--shared, --interp) from the sampler of ddpm sample.
-static int write_figures(const SampleFlags *f, const Sampler *sm, int C, int R, Error *err)
+static int write_figures(const SampleOpts *f, const Sampler *sm, int C, int R, Error *err)
 {
     enum { K = 6, L = 9, ROWS = 4 };
     int T = sm->df->sched->T, rows_t[ROWS], rc = 0;
@@ -974,26 +909,21 @@ static int write_figures(const SampleFlags *f, const Sampler *sm, int C, int R, 
     return rc;
 }
 
-static int cmd_sample(int argc, char **argv)
+static int sample_run(const SampleOpts *o)
 {
-    SampleFlags f = {.m = {.cmd = "sample", .n = 64, .batch = 32, .clip = 1, .ema = 1},
-                     .out = "samples.png", .every = 100};
-    int rc = parse_flags(argc, argv, "sample", SAMPLE_USAGE, take_sample, &f);
-    if (rc || f.m.bad) return rc == 1 ? 0 : 2;
-    if (!f.m.ckpt) { fprintf(stderr, "ddpm sample: --ckpt is required\n"); return 2; }
     Error err;
     TrainedModel tm;
-    if ((rc = model_load(&f.m, &tm, &err)) < 0)
-        return rc == -2 ? misuse("sample", &err) : fail("sample", &err);
+    int rc;
+    if (model_load(&o->m, &tm, &err) < 0) return fail("sample", &err);
     Diffusion df = tm.df;
-    if (f.var) {
-        if (df.var == VAR_LEARNED || (strcmp(f.var, "fixedlarge") && strcmp(f.var, "fixedsmall"))) {
-            fprintf(stderr, "ddpm sample: --var %s: %s\n", f.var, df.var == VAR_LEARNED
+    if (o->var) {
+        if (df.var == VAR_LEARNED || (strcmp(o->var, "fixedlarge") && strcmp(o->var, "fixedsmall"))) {
+            fprintf(stderr, "ddpm sample: --var %s: %s\n", o->var, df.var == VAR_LEARNED
                     ? "the model learned its variance" : "want fixedlarge or fixedsmall");
             trained_model_free(&tm);
             return 2;
         }
-        df.var = strcmp(f.var, "fixedlarge") ? VAR_FIXED_SMALL : VAR_FIXED_LARGE;
+        df.var = strcmp(o->var, "fixedlarge") ? VAR_FIXED_SMALL : VAR_FIXED_LARGE;
     }
     // The official EMA starts from the initial weights: after n steps a
     // share decay^n of it is still random, which shows as noise in samples.
@@ -1001,104 +931,115 @@ static int cmd_sample(int argc, char **argv)
     if (share > 0.01)
         fprintf(stderr, "warning: %.0f%% of these EMA weights are still the random initial ones "
                         "(decay^steps); expect noisy samples: train longer, use a smaller --ema "
-                        "in training, or sample with --ema 0\n", 100 * share);
+                        "in training, or sample with --use-ema 0\n", 100 * share);
     const UNet *net = &tm.net;
     const Schedule *sc = &tm.sched;
-    int C = net->cfg.in_ch, R = net->cfg.resolution, P = f.m.n < 8 ? f.m.n : 8;
+    int C = net->cfg.in_ch, R = net->cfg.resolution, P = o->m.n < 8 ? o->m.n : 8;
     size_t D = (size_t)C * R * R;
     fprintf(stderr, "sample: %d images of %dx%dx%d, T = %d steps, %s weights, sigma^2 = %s, "
-                    "x0_hat %sclipped, seed %llu\n", f.m.n, C, R, R, sc->T, tm.ema ? "EMA" : "raw",
+                    "x0_hat %sclipped, seed %llu\n", o->m.n, C, R, R, sc->T, tm.ema ? "EMA" : "raw",
             df.var == VAR_FIXED_LARGE ? "beta" : df.var == VAR_FIXED_SMALL ? "beta~" : "learned",
-            f.m.clip ? "" : "not ", f.m.seed);
+            o->m.clip_x0 ? "" : "not ", o->m.seed);
     Model model = unet_model(net);
     Progress pr;
     progress_start(&pr, "sample", 0, 0);
-    Sampler sm = {.df = &df, .model = &model, .clip = f.m.clip, .batch = f.m.batch,
+    Sampler sm = {.df = &df, .model = &model, .clip = o->m.clip_x0, .batch = o->m.batch,
                   .progress = progress_callback, .progress_ctx = &pr};
-    int S = sample_n_snapshots(sc->T, f.every), *ts = malloc(sizeof(int) * (size_t)S);
-    real *x = malloc(sizeof(real) * (size_t)f.m.n * D), *snaps = NULL;
-    if (f.progressive) snaps = malloc(sizeof(real) * (size_t)S * f.m.n * D);
-    if (!x || !ts || (f.progressive && !snaps)) {
+    int S = sample_n_snapshots(sc->T, o->every), *ts = malloc(sizeof(int) * (size_t)S);
+    real *x = malloc(sizeof(real) * (size_t)o->m.n * D), *snaps = NULL;
+    if (o->progressive) snaps = malloc(sizeof(real) * (size_t)S * o->m.n * D);
+    if (!x || !ts || (o->progressive && !snaps)) {
         free(x);
         free(ts);
         free(snaps);
         trained_model_free(&tm);
-        fprintf(stderr, "ddpm sample: --n %d: out of memory for that many images%s\n", f.m.n,
-                f.progressive ? " and their snapshots (--progressive)" : "");
+        fprintf(stderr, "ddpm sample: --n %d: out of memory for that many images%s\n", o->m.n,
+                o->progressive ? " and their snapshots (--progressive)" : "");
         return 1;
     }
-    rc = f.progressive ? dist_sample_progressive(&sm, x, snaps, ts, f.m.n, C, R, R, f.m.seed, f.every, &err)
-                       : dist_sample_images(&sm, x, f.m.n, C, R, R, f.m.seed, 0, &err);
+    rc = o->progressive ? dist_sample_progressive(&sm, x, snaps, ts, o->m.n, C, R, R, o->m.seed, o->every, &err)
+                       : dist_sample_images(&sm, x, o->m.n, C, R, R, o->m.seed, 0, &err);
     if (rc == 0) {
         progress_end(&pr, pr.total, NULL);
         double secs = progress_now() - pr.start;
         fprintf(stderr, "sampled %d images in %.1f s: %.3f images/s, %.2f ms per image-step\n",
-                f.m.n, secs, f.m.n / secs, 1e3 * secs / (double)pr.total);   // total: image-steps
+                o->m.n, secs, o->m.n / secs, 1e3 * secs / (double)pr.total);   // total: image-steps
         char npy[4096];
-        npy_path(f.out, npy, sizeof npy);
-        int shape[4] = {f.m.n, C, R, R};
-        int cols = f.cols ? f.cols : (int)ceil(sqrt((double)f.m.n));   // square by default
-        rc = image_write_grid(f.out, x, f.m.n, C, R, R, cols, &err);
+        npy_path(o->out, npy, sizeof npy);
+        int shape[4] = {o->m.n, C, R, R};
+        int cols = o->cols ? o->cols : (int)ceil(sqrt((double)o->m.n));   // square by default
+        rc = image_write_grid(o->out, x, o->m.n, C, R, R, cols, &err);
         if (rc == 0) rc = npy_write(npy, x, 4, shape, &err);
-        if (rc == 0) printf("wrote %s (grid of %d) and %s\n", f.out, f.m.n, npy);
-        if (rc == 0 && f.progressive) {
-            rc = write_progressive(f.progressive, snaps, S, f.m.n, P, C, R, R, &err);
+        if (rc == 0) printf("wrote %s (grid of %d) and %s\n", o->out, o->m.n, npy);
+        if (rc == 0 && o->progressive) {
+            rc = write_progressive(o->progressive, snaps, S, o->m.n, P, C, R, R, &err);
             if (rc == 0) printf("wrote %s (x0_hat at t = %d, %d, ..., %d; one row per image)\n",
-                                f.progressive, ts[0] + 1, ts[1] + 1, ts[S - 1] + 1);
+                                o->progressive, ts[0] + 1, ts[1] + 1, ts[S - 1] + 1);
         }
-        if (rc == 0 && (f.shared || f.interp)) rc = write_figures(&f, &sm, C, R, &err);
+        if (rc == 0 && (o->shared || o->interp)) rc = write_figures(o, &sm, C, R, &err);
     }
     free(snaps);
     free(ts);
     free(x);
     trained_model_free(&tm);
     if (rc < 0) return fail("sample", &err);
-    if (f.score) {
+    if (o->score) {
         char npy[4096];
-        npy_path(f.out, npy, sizeof npy);
-        return score_samples(npy, f.m.data, f.classifier);
+        npy_path(o->out, npy, sizeof npy);
+        return score_samples(npy, o->m.data, o->classifier);
     }
     return 0;
 }
 
+static int cmd_sample(int argc, char **argv)
+{
+    SampleOpts o = {.m = eval_defaults("sample", 64, 32), .out = "samples.png", .every = 100};
+    int status;
+    Cli cli = {.cmd = "sample", .groups = sample_groups, .footer = MODEL_NET_NOTE,
+        .usage =
+        "usage: ddpm sample --ckpt M [--n N] [--out FILE.png] [--seed S] [--use-ema 0|1]\n"
+        "                   [--clip-x0 0|1] [--var fixedlarge|fixedsmall] [--batch B]\n"
+        "                   [--cols C] [--progressive FILE.png] [--every K]\n"
+        "                   [--shared FILE.png] [--interp FILE.png]\n\n"
+        "Generate N images with Algorithm 2: x_T ~ N(0, I), then T steps of the\n"
+        "learned reverse process. Writes a PNG grid and the images as an .npy next\n"
+        "to it ([N, C, H, W] float32 in [-1, 1]). Image i depends only on --seed\n"
+        "and i, so --n 16 gives the first 16 of --n 64.\n\n"};
+    if (eval_parse(&o, &o.m, &cli, argc, argv, 0, &status)) return status;
+    return sample_run(&o);
+}
+
 /* ---- ddpm classifier train | eval (chapter 09) --------------------------------- */
 
-typedef struct ClsFlags {
+typedef struct ClsOpts {
     ClassifierTrain ct;
     const char *data, *out, *classifier;
-    int width[4], bad;
-} ClsFlags;
+    int width[4], n_width;
+} ClsOpts;
 
-static int take_cls(void *ctx, const char *flag, const char *v)
-{
-    ClsFlags *f = ctx;
-    ClassifierTrain *c = &f->ct;
-    double x = 0;
-    int bad = 0;
-    if (!strcmp(flag, "data")) f->data = v;
-    else if (!strcmp(flag, "out")) f->out = v;
-    else if (!strcmp(flag, "classifier")) f->classifier = v;
-    else if (!strcmp(flag, "steps")) { bad = whole(v, 1, 1e9, &x); c->steps = (long)x; }
-    else if (!strcmp(flag, "minutes")) { bad = num(v, 0.01, 1e6, &x); c->minutes = x; }
-    else if (!strcmp(flag, "stop")) { bad = whole(v, 1, 1e9, &x); c->stop = (long)x; }
-    else if (!strcmp(flag, "batch")) { bad = whole(v, 1, 4096, &x); c->batch = (int)x; }
-    else if (!strcmp(flag, "lr")) { bad = num(v, 0, 1, &x); c->lr = x; }
-    else if (!strcmp(flag, "wd")) { bad = num(v, 0, 1, &x); c->weight_decay = x; }
-    else if (!strcmp(flag, "warmup")) { bad = whole(v, 0, 1e9, &x); c->warmup = (long)x; }
-    else if (!strcmp(flag, "seed")) { bad = whole(v, 0, 1e18, &x); c->seed = (unsigned long long)x; }
-    else if (!strcmp(flag, "flip")) { bad = whole(v, 0, 1, &x); c->flip = (int)x; }
-    else if (!strcmp(flag, "shift")) { bad = whole(v, 0, 1, &x); c->crop = (int)x; }
-    else if (!strcmp(flag, "width"))
-        bad = sscanf(v, "%d,%d,%d,%d", &f->width[0], &f->width[1], &f->width[2], &f->width[3]) != 4 ||
-              f->width[0] % CLS_GROUPS || f->width[1] % CLS_GROUPS || f->width[2] % CLS_GROUPS ||
-              f->width[3] % CLS_GROUPS || f->width[0] <= 0;
-    else return 0;
-    if (bad) {
-        fprintf(stderr, "ddpm classifier: bad value '%s' for --%s\n", v, flag);
-        f->bad = 1;
-    }
-    return 1;
-}
+#define K(f) offsetof(ClsOpts, f)
+static const ConfigKey cls_keys[] = {
+    KEY("out", KEY_STR, K(out), 0, 0, "F", "train: the file to write (required)"),
+    KEY("classifier", KEY_STR, K(classifier), 0, 0, "F", "eval: the classifier (required)"),
+    KEY("data", KEY_STR, K(data), 0, 0, "PATH", "CIFAR-10 batches or MNIST-format IDX (default as ddpm train)"),
+    KEY("steps", KEY_LONG, K(ct.steps), 1, 1e9, "N", "optimiser steps; fixes the learning-rate schedule"),
+    KEY("minutes", KEY_DOUBLE, K(ct.minutes), 0.01, 1e6, "M", "... and stop early after M minutes of training",
+     .flags = KEY_NO_DEFAULT),
+    KEY("stop", KEY_LONG, K(ct.stop), 1, 1e9, "N", "... or after N steps (the schedule still runs to --steps)",
+     .flags = KEY_NO_DEFAULT),
+    KEY("batch", KEY_INT, K(ct.batch), 1, 4096, "B", "images per step"),
+    KEY("lr", KEY_DOUBLE, K(ct.lr), 0, 1, "LR", "peak AdamW learning rate"),
+    KEY("warmup", KEY_LONG, K(ct.warmup), 0, 1e9, "N", "linear warm-up steps"),
+    KEY("wd", KEY_DOUBLE, K(ct.weight_decay), 0, 1, "W", "decoupled weight decay"),
+    KEY("width", KEY_INTS, K(width), 1, 100000, "A,B,C,D", "channel widths, each a multiple of the groups",
+     .aux = K(n_width), .max = 4, .lo_count = 4),
+    KEY("seed", KEY_U64, K(ct.seed), 0, 0, "S", "seed of everything random"),
+    KEY("flip", KEY_INT, K(ct.flip), 0, 1, "0|1", "random horizontal flips"),
+    KEY("shift", KEY_INT, K(ct.crop), 0, 1, "0|1", "random 4-pixel shifts"),
+    {0},
+};
+#undef K
+static const CliGroup cls_groups[] = {{NULL, cls_keys, 0}, {0}};
 
 #define CLS_USAGE \
     "usage: ddpm classifier train --out F [--data PATH] [--steps N] [--minutes M] [flags]\n" \
@@ -1106,16 +1047,7 @@ static int take_cls(void *ctx, const char *flag, const char *v)
     "train: fit the feature network of `ddpm score` (a small ResNet of chapter 02\n" \
     "layers, AdamW, flips and shifts) on the labels of the training split, then\n" \
     "print its test accuracy and write F (safetensors, config in its metadata).\n" \
-    "eval: print the test accuracy of F and its SHA-256.\n\n" \
-    "  --data PATH       CIFAR-10 batches or MNIST-format IDX (default as ddpm train)\n" \
-    "  --steps N         optimiser steps; fixes the learning-rate schedule (4000)\n" \
-    "  --minutes M       ... and stop early after M minutes of training\n" \
-    "  --stop N          ... or after N steps (the schedule still runs to --steps)\n" \
-    "  --batch B         images per step (128)\n" \
-    "  --lr LR           peak AdamW learning rate (2e-3), --warmup N (200) steps\n" \
-    "  --wd W            decoupled weight decay (5e-4)\n" \
-    "  --width A,B,C,D   channel widths (16,32,64,128)\n" \
-    "  --seed S          everything random (1); --flip 0|1, --shift 0|1 augmentation\n"
+    "eval: print the test accuracy of F and its SHA-256.\n\n"
 
 static int cls_report(const char *cmd, const Classifier *net, const char *path, const char *data)
 {
@@ -1137,7 +1069,7 @@ static int cls_report(const char *cmd, const Classifier *net, const char *path, 
     return 0;
 }
 
-static int cls_train(ClsFlags *f)
+static int cls_train(const ClsOpts *f)
 {
     Error err;
     Dataset d;
@@ -1153,7 +1085,7 @@ static int cls_train(ClsFlags *f)
     }
     ClassifierConfig cfg;
     classifier_config_default(&cfg, d.c);
-    if (f->width[0]) memcpy(cfg.width, f->width, sizeof cfg.width);
+    memcpy(cfg.width, f->width, sizeof cfg.width);
     Classifier net;
     classifier_build(&net, &cfg);
     Rng rng;
@@ -1181,54 +1113,72 @@ static int cls_train(ClsFlags *f)
     return rc;
 }
 
-static int cmd_classifier(int argc, char **argv)
+static int cls_eval(const ClsOpts *f)
 {
-    ClsFlags f = {0};
-    classifier_train_default(&f.ct);
-    if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "eval"))) {
-        if (argc >= 2 && wants_help(argc, argv)) { fputs(CLS_USAGE, stdout); return 0; }
-        fputs(CLS_USAGE, stderr);
-        return 2;
-    }
-    int rc = parse_flags(argc - 1, argv + 1, "classifier", CLS_USAGE, take_cls, &f);
-    if (rc || f.bad) return rc == 1 ? 0 : 2;
-    if (!strcmp(argv[1], "train")) return cls_train(&f);
-    if (!f.classifier) {
-        fprintf(stderr, "ddpm classifier eval: --classifier F is required\n");
-        return 2;
-    }
     Error err;
     Classifier net;
-    if (classifier_load(f.classifier, &net, &err)) return fail("classifier eval", &err);
-    rc = cls_report("classifier eval", &net, f.classifier, f.data);
+    if (classifier_load(f->classifier, &net, &err)) return fail("classifier eval", &err);
+    int rc = cls_report("classifier eval", &net, f->classifier, f->data);
     classifier_free(&net);
     return rc;
 }
 
+static int cmd_classifier(int argc, char **argv)
+{
+    ClsOpts o = {0};
+    classifier_train_default(&o.ct);
+    ClassifierConfig cc;
+    classifier_config_default(&cc, 3);   // the widths do not depend on the channels
+    memcpy(o.width, cc.width, sizeof o.width);
+    o.n_width = 4;
+    Cli cli = {.cmd = "classifier", .groups = cls_groups, .usage = CLS_USAGE};
+    int status;
+    if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "eval"))) {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+            return parse(&cli, &o, argc, argv, &status), status;
+        cli_usage(&cli, &o, stderr);
+        return 2;
+    }
+    if (parse(&cli, &o, argc - 1, argv + 1, &status)) return status;
+    for (int i = 0; i < o.n_width; i++)
+        if (o.width[i] % CLS_GROUPS) {
+            fprintf(stderr, "ddpm classifier: bad value '%s' for --width: want widths that %d "
+                            "groups divide\n", cli_given(&cli, cls_keys, "width"), CLS_GROUPS);
+            return 2;
+        }
+    return !strcmp(argv[1], "train") ? cls_train(&o)
+           : o.classifier ? cls_eval(&o)
+           : (fprintf(stderr, "ddpm classifier eval: --classifier F is required\n"), 2);
+}
+
 /* ---- ddpm score (chapter 09) ------------------------------------------------------ */
 
-typedef struct ScoreFlags {
+typedef struct ScoreOpts {
     const char *samples, *ref, *classifier, *features, *data, *ref_features;
     unsigned long long seed;
-    int splits, bad;
-} ScoreFlags;
+    int splits;
+} ScoreOpts;
 
-static int take_score(void *ctx, const char *flag, const char *v)
-{
-    ScoreFlags *f = ctx;
-    double x = 0;
-    if (!strcmp(flag, "samples")) f->samples = v;
-    else if (!strcmp(flag, "ref")) f->ref = v;
-    else if (!strcmp(flag, "classifier")) f->classifier = v;
-    else if (!strcmp(flag, "features")) f->features = v;
-    else if (!strcmp(flag, "ref-features")) f->ref_features = v;
-    else if (!strcmp(flag, "data")) f->data = v;
-    else if (!strcmp(flag, "seed")) { f->bad |= num(v, 0, 1e18, &x); f->seed = (unsigned long long)x; }
-    else if (!strcmp(flag, "splits")) { f->bad |= num(v, 2, 1000, &x); f->splits = (int)x; }
-    else return 0;
-    if (f->bad) fprintf(stderr, "ddpm score: bad value '%s' for --%s\n", v, flag);
-    return 1;
-}
+#define K(f) offsetof(ScoreOpts, f)
+static const ConfigKey score_keys[] = {
+    KEY("samples", KEY_STR, K(samples), 0, 0, "S.npy", "the images to judge (required)"),
+    KEY("ref", KEY_STR, K(ref), 0, 0, "R",
+     "test (default) or train: that split of --data; or R.npy:\n"
+     "                         images [M, C, 32, 32] or features [M, D] (from --features)"),
+    KEY("classifier", KEY_STR, K(classifier), 0, 0, "F",
+     "default models/classifier_cifar10.safetensors for 3\n"
+     "                         channels, models/classifier_fashion_mnist.safetensors for 1"),
+    KEY("features", KEY_STR, K(features), 0, 0, "OUT.npy", "write the samples' features [N, D]"),
+    KEY("ref-features", KEY_STR, K(ref_features), 0, 0, "OUT.npy",
+     "write the reference's features [M, D] (then --ref OUT.npy\n"
+     "                         scores against them without embedding again)"),
+    KEY("data", KEY_STR, K(data), 0, 0, "PATH", "the data set of --ref test|train (default as ddpm train)"),
+    KEY("seed", KEY_U64, K(seed), 0, 0, "S", "seed of KID's subsets"),
+    KEY("splits", KEY_INT, K(splits), 2, 1000, "K", "splits of the IS analogue"),
+    {0},
+};
+#undef K
+static const CliGroup score_groups[] = {{NULL, score_keys, 0}, {0}};
 
 #define SCORE_USAGE \
     "usage: ddpm score --samples S.npy [--ref test|train|R.npy] [--classifier F]\n" \
@@ -1238,16 +1188,7 @@ static int take_score(void *ctx, const char *flag, const char *v)
     "distance and KID against a reference set, and the Inception-Score analogue.\n" \
     "S.npy holds [N, C, 32, 32] images in [-1, 1] (what ddpm sample writes). The\n" \
     "classifier's SHA-256 is printed: two scores are comparable only when it matches.\n" \
-    "These are not the paper's FID / IS (those use Inception-v3 on CIFAR-10).\n\n" \
-    "  --ref R           test (default) or train: that split of --data; or R.npy:\n" \
-    "                    images [M, C, 32, 32] or features [M, D] (from --features)\n" \
-    "  --classifier F    default models/classifier_cifar10.safetensors for 3\n" \
-    "                    channels, models/classifier_fashion_mnist.safetensors for 1\n" \
-    "  --features OUT    write the samples' features [N, D] as .npy\n" \
-    "  --ref-features F  write the reference's features [M, D] as .npy (then\n" \
-    "                    --ref F scores against them without embedding again)\n" \
-    "  --data PATH       the data set of --ref test|train (default as ddpm train)\n" \
-    "  --seed S          KID's subsets (1); --splits K the IS analogue's splits (10)\n"
+    "These are not the paper's FID / IS (those use Inception-v3 on CIFAR-10).\n\n"
 
 // Images [N, C, 32, 32] in [-1, 1] from an .npy, checked for the classifier.
 static int load_images(const char *path, const Classifier *net, NpyArray *a, Error *err)
@@ -1294,7 +1235,7 @@ static int embed_npy(const char *path, const Classifier *net, FeatSet *s, Error 
 }
 
 // The reference: a split of the data set, stored features, or images.
-static int embed_ref(const ScoreFlags *f, const Classifier *net, FeatSet *s, Error *err)
+static int embed_ref(const ScoreOpts *f, const Classifier *net, FeatSet *s, Error *err)
 {
     const char *ref = f->ref ? f->ref : "test";
     int D = classifier_feature_dim(net);
@@ -1340,7 +1281,7 @@ static void print_scores(const Scores *sc, const IsResult *is, const IsResult *r
     printf("\n");
 }
 
-static int score_run(const ScoreFlags *f, const Classifier *net, const char *cls_path, Error *err)
+static int score_run(const ScoreOpts *f, const Classifier *net, const char *cls_path, Error *err)
 {
     FeatSet smp = {0}, ref = {0};
     int D = classifier_feature_dim(net), K = net->cfg.n_classes;
@@ -1371,7 +1312,7 @@ static int score_run(const ScoreFlags *f, const Classifier *net, const char *cls
     return rc;
 }
 
-static int score_main(ScoreFlags f)
+static int score_main(ScoreOpts f)
 {
     Error err;
     int rc;
@@ -1396,24 +1337,25 @@ static int score_main(ScoreFlags f)
 
 static int score_samples(const char *samples, const char *data, const char *classifier)
 {
-    return score_main((ScoreFlags){.samples = samples, .data = data, .classifier = classifier,
+    return score_main((ScoreOpts){.samples = samples, .data = data, .classifier = classifier,
                                    .seed = 1, .splits = 10});
 }
 
 static int cmd_score(int argc, char **argv)
 {
-    ScoreFlags f = {.seed = 1, .splits = 10};
-    int rc = parse_flags(argc, argv, "score", SCORE_USAGE, take_score, &f);
-    if (rc || f.bad) return rc == 1 ? 0 : 2;
-    if (!f.samples) { fprintf(stderr, "ddpm score: --samples S.npy is required\n"); return 2; }
-    return score_main(f);
+    ScoreOpts o = {.seed = 1, .splits = 10};
+    Cli cli = {.cmd = "score", .groups = score_groups, .usage = SCORE_USAGE};
+    int status;
+    if (parse(&cli, &o, argc, argv, &status)) return status;
+    if (!o.samples) { fprintf(stderr, "ddpm score: --samples S.npy is required\n"); return 2; }
+    return score_main(o);
 }
 
 /* ---- ddpm version ---------------------------------------------------------- */
 
 static int cmd_version(int argc, char **argv)
 {
-    if (wants_help(argc, argv)) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: ddpm version\n\nPrint the version, the scalar type and the BLAS.\n");
         return 0;
     }

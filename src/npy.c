@@ -15,7 +15,7 @@
  * UTF-8 header); the reader takes all three. Writing always produces 1.0
  * and '<f4', laid out exactly as np.save does (NumPy also leaves 21 − digits
  * spaces after the header so the first dimension can grow in place), and
- * goes through st_file_write_atomic: temp file, fsync, rename.
+ * goes through file_write_atomic: temp file, fsync, rename.
  *
  * The reader parses the header dict with a small parser that knows its
  * three keys, accepts the dtypes we need ('<f4' '<f8' '<i4' '<i8' '|u1'),
@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"   // st_file_read, st_file_write_atomic, st_fwrite_f32
+#include "fileio.h"
 
 static const struct {
     const char *descr;
@@ -77,12 +77,12 @@ static int npy_emit(FILE *fp, const void *ctx)
                              (unsigned char)(job->header_len >> 8)};
     if (fwrite(pre, 1, sizeof pre, fp) != sizeof pre) return -1;
     if (fwrite(job->header, 1, job->header_len, fp) != job->header_len) return -1;
-    return st_fwrite_f32(fp, job->data, job->count);
+    return file_write_f32(fp, job->data, job->count);
 }
 
 int npy_write(const char *path, const real *data, int ndim, const int *shape, Error *err)
 {
-    if (st_host_check(path, err)) return -1;
+    if (file_host_check(path, err)) return -1;
     if (ndim < 0 || ndim > NPY_MAX_DIMS)
         return error_set(err, "%s: cannot write %d dimensions (0 to %d allowed)",
                          path, ndim, NPY_MAX_DIMS);
@@ -95,7 +95,7 @@ int npy_write(const char *path, const real *data, int ndim, const int *shape, Er
     if (!data && count > 0) return error_set(err, "%s: no data to write", path);
     char header[512];
     NpyJob job = {header, npy_header(header, sizeof header, ndim, shape), data, count};
-    return st_file_write_atomic(path, npy_emit, &job, err);
+    return file_write_atomic(path, npy_emit, &job, err);
 }
 
 /* ---- Reading: the header dict ----------------------------------------------- */
@@ -305,7 +305,7 @@ int npy_read(const char *path, NpyArray *a, Error *err)
     memset(a, 0, sizeof *a);
     unsigned char *b;
     size_t size, start = 0, len = 0, esize = 0;
-    if (st_host_check(path, err) || st_file_read_max(path, NPY_MAX_FILE_BYTES, &b, &size, err)) return -1;
+    if (file_host_check(path, err) || file_read_max(path, NPY_MAX_FILE_BYTES, &b, &size, err)) return -1;
     NpyInfo h = {0};
     int rc = npy_preamble(path, b, size, &start, &len, err);
     if (rc == 0) {

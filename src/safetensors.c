@@ -1,8 +1,5 @@
 /* safetensors.c — checkpoints in the safetensors format.
  *
- * (About 960 lines: the format, a bounded JSON reader for its header, and
- * the atomic file writes the other loaders share.)
- *
  * The book's appendix on support files (book/appendix_io.md) walks through
  * it. A safetensors file is three things back to back:
  *
@@ -24,17 +21,19 @@
  * full disk leaves either the old checkpoint or the new one, never half.
  *
  * Reading takes the whole file into memory and trusts nothing in it: the
- * header length, a small recursive-descent JSON parser that accepts exactly
- * what safetensors needs (objects, strings with escapes, arrays of
- * integers), dtypes F32/F64/F16/BF16, shapes, byte ranges inside the data,
- * no overlaps, no duplicate names. Each failure is one sentence naming the
- * file. The host must be little-endian; st_host_check says so if not.
+ * header length, the JSON header (read by json.c, which accepts exactly what
+ * safetensors needs: objects, strings with escapes, arrays of integers),
+ * dtypes F32/F64/F16/BF16, shapes, byte ranges inside the data, no
+ * overlaps, no duplicate names. Each failure is one sentence naming the
+ * file. The host must be little-endian; file_host_check says so if not.
  *
  * Names starting with "train." are training state (Adam moments, EMA
  * weights, step): st_read_params with strict set ignores them, and fails on
  * any other tensor the model does not have.
  */
 #include "safetensors.h"
+
+#include "json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,120 +44,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- File helpers (npy.c uses them too) ---------------------------------- */
-
-// The data is copied with memcpy, which is only right on a little-endian host.
-int st_host_check(const char *path, Error *err)
-{
-    const uint16_t one = 1;
-    unsigned char first;
-    memcpy(&first, &one, 1);
-    if (first == 1) return 0;
-    return error_set(err, "%s: this host is big-endian; the checkpoint readers "
-                     "and writers assume little-endian", path);
-}
-
-// Read a whole regular file into a malloc'd buffer (*bytes, *size).
-int st_file_read(const char *path, unsigned char **bytes, size_t *size, Error *err)
-{
-    return st_file_read_max(path, ST_MAX_FILE_BYTES, bytes, size, err);
-}
-
-// The same, refusing a file larger than max bytes before allocating.
-int st_file_read_max(const char *path, size_t max, unsigned char **bytes, size_t *size,
-                     Error *err)
-{
-    *bytes = NULL;
-    *size = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        return error_set(err, "%s: not a regular file", path);
-    }
-    size_t n = (size_t)st.st_size;
-    if (n > max) {
-        fclose(fp);
-        return error_set(err, "%s: %zu bytes is more than the %zu this reader accepts", path,
-                         n, max);
-    }
-    unsigned char *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(fp);
-        return error_set(err, "%s: cannot allocate %zu bytes to read it", path, n);
-    }
-    size_t got = fread(buf, 1, n, fp);
-    fclose(fp);
-    if (got != n) {
-        free(buf);
-        return error_set(err, "%s: read only %zu of its %zu bytes", path, got, n);
-    }
-    *bytes = buf;
-    *size = n;
-    return 0;
-}
-
-// Make a finished rename durable: fsync the directory that holds the file.
-// Best effort; some file systems do not support it, and the data is safe.
-static void sync_parent_dir(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    size_t len = slash ? (size_t)(slash - path) : 1;
-    if (len >= sizeof dir) return;
-    memcpy(dir, slash ? path : ".", len);
-    dir[len] = '\0';
-    if (len == 0) strcpy(dir, "/");
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0) return;
-    fsync(fd);
-    close(fd);
-}
-
-// Write PATH atomically: emit() writes PATH.tmp.PID, which is flushed,
-// fsync'ed and renamed over PATH. On any failure the temp file is removed
-// and an existing PATH is left as it was.
-int st_file_write_atomic(const char *path, StWriteFn emit, const void *ctx,
-                         Error *err)
-{
-    char tmp[4096];
-    int len = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (len < 0 || (size_t)len >= sizeof tmp)
-        return error_set(err, "%s: path too long", path);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) return error_set(err, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    const char *step = NULL;
-    errno = 0;
-    if (emit(fp, ctx) != 0) step = "write";
-    else if (fflush(fp) != 0) step = "flush";
-    else if (fsync(fileno(fp)) != 0) step = "fsync";
-    int saved = errno;
-    if (fclose(fp) != 0 && !step) step = "close", saved = errno;
-    if (!step && rename(tmp, path) != 0) step = "rename", saved = errno;
-    if (step) {
-        remove(tmp);
-        return error_set(err, "%s: %s failed (%s); the file was not changed", path, step,
-                         saved ? strerror(saved) : "unknown error");
-    }
-    sync_parent_dir(path);
-    return 0;
-}
-
-// Write n reals as little-endian float32, converting through a small buffer.
-int st_fwrite_f32(FILE *fp, const real *x, size_t n)
-{
-    float buf[1024];
-    while (n > 0) {
-        size_t k = n < 1024 ? n : 1024;
-        for (size_t i = 0; i < k; i++) buf[i] = (float)x[i];
-        if (fwrite(buf, sizeof(float), k, fp) != k) return -1;
-        x += k;
-        n -= k;
-    }
-    return 0;
-}
-
 /* ---- Small shared pieces ------------------------------------------------- */
 
 static const char *const dtype_names[] = {"F32", "F64", "F16", "BF16"};
@@ -166,13 +51,6 @@ static const size_t dtype_sizes[] = {4, 8, 2, 2};
 
 const char *st_dtype_name(StDtype d) { return dtype_names[d]; }
 size_t st_dtype_size(StDtype d) { return dtype_sizes[d]; }
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    DDPM_CHECK(p != NULL, "out of memory (%zu bytes)", n);
-    return p;
-}
 
 static void *xgrow(void *p, int *cap, int need, size_t elem)
 {
@@ -342,7 +220,7 @@ static int st_emit(FILE *fp, const void *ctx)
     if (fwrite(len8, 1, 8, fp) != 8) return -1;
     if (fwrite(job->header.p, 1, job->header.len, fp) != job->header.len) return -1;
     for (int i = 0; i < job->n; i++)
-        if (st_fwrite_f32(fp, job->tensors[i].data, tensor_count(&job->tensors[i])) != 0)
+        if (file_write_f32(fp, job->tensors[i].data, tensor_count(&job->tensors[i])) != 0)
             return -1;
     return 0;
 }
@@ -350,11 +228,11 @@ static int st_emit(FILE *fp, const void *ctx)
 int st_write(const char *path, const StTensor *tensors, int n,
              const StMeta *meta, int n_meta, Error *err)
 {
-    if (st_host_check(path, err) || write_check(path, tensors, n, meta, n_meta, err))
+    if (file_host_check(path, err) || write_check(path, tensors, n, meta, n_meta, err))
         return -1;
     StWriteJob job = {.tensors = tensors, .n = n};
     header_build(&job.header, tensors, n, meta, n_meta);
-    int rc = st_file_write_atomic(path, st_emit, &job, err);
+    int rc = file_write_atomic(path, st_emit, &job, err);
     free(job.header.p);
     return rc;
 }
@@ -374,220 +252,6 @@ int st_write_params(const char *path, const ParamSet *ps,
     return rc;
 }
 
-/* ---- Reading: a JSON parser for exactly what safetensors needs ----------- */
-
-typedef struct Json {
-    const char *s;        // the header text, not NUL-terminated
-    size_t n, pos;        // its length, the read position
-    const char *path;
-    Error *err;
-} Json;
-
-// "malformed JSON header at byte B" counts B from the start of the file.
-static int json_fail(Json *j, const char *fmt, ...)
-{
-    char what[320];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return error_set(j->err, "%s: malformed JSON header at byte %zu: %s",
-                     j->path, 8 + j->pos, what);
-}
-
-static const char *json_found(const Json *j, char *buf, size_t len)
-{
-    if (j->pos >= j->n) return "the end of the header";
-    unsigned char c = (unsigned char)j->s[j->pos];
-    if (c >= 0x20 && c < 0x7f) snprintf(buf, len, "'%c'", c);
-    else snprintf(buf, len, "byte 0x%02x", c);
-    return buf;
-}
-
-// Skip whitespace; the next character, or -1 at the end of the header.
-static int json_peek(Json *j)
-{
-    while (j->pos < j->n && (j->s[j->pos] == ' ' || j->s[j->pos] == '\t'
-                             || j->s[j->pos] == '\n' || j->s[j->pos] == '\r'))
-        j->pos++;
-    return j->pos < j->n ? (unsigned char)j->s[j->pos] : -1;
-}
-
-static int json_expect(Json *j, char c, const char *where)
-{
-    char buf[16];
-    if (json_peek(j) == (unsigned char)c) {
-        j->pos++;
-        return 0;
-    }
-    return json_fail(j, "expected '%c' %s, found %s", c, where, json_found(j, buf, sizeof buf));
-}
-
-// Length of the well-formed UTF-8 sequence at s (at most n bytes), or 0.
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t cp, min;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) len = 2, cp = s[0] & 0x1fu, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0) len = 3, cp = s[0] & 0x0fu, min = 0x800;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4) len = 4, cp = s[0] & 0x07u, min = 0x10000;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
-// Four hex digits at s[at..at+4) (bounded by the header), or -1.
-static long json_hex4(const Json *j, size_t at)
-{
-    long v = 0;
-    for (size_t i = at; i < at + 4; i++) {
-        if (i >= j->n) return -1;
-        char c = j->s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0) return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-static size_t utf8_put(char *o, uint32_t cp)
-{
-    if (cp < 0x80) return o[0] = (char)cp, 1;
-    if (cp < 0x800) return o[0] = (char)(0xc0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3f)), 2;
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-// One backslash escape at j->pos; its UTF-8 goes to o, *k advances.
-static int json_escape(Json *j, char *o, size_t *k)
-{
-    const char *plain = "\"\\/bfnrt", *value = "\"\\/\b\f\n\r\t";
-    char c = j->pos + 1 < j->n ? j->s[j->pos + 1] : '\0';
-    const char *hit = c ? strchr(plain, c) : NULL;
-    if (hit) {
-        o[(*k)++] = value[hit - plain];
-        j->pos += 2;
-        return 0;
-    }
-    if (c != 'u') return json_fail(j, "invalid escape in a string");
-    long cp = json_hex4(j, j->pos + 2), lo = -1;
-    if (cp >= 0xd800 && cp <= 0xdbff && j->pos + 7 < j->n && j->s[j->pos + 6] == '\\'
-        && j->s[j->pos + 7] == 'u')
-        lo = json_hex4(j, j->pos + 8);
-    if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff) || (cp >= 0xd800 && cp <= 0xdbff
-        && (lo < 0xdc00 || lo > 0xdfff)))
-        return json_fail(j, "invalid \\u escape in a string");
-    if (cp == 0) return json_fail(j, "\\u0000 is not allowed in a string");
-    if (lo >= 0) cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00), j->pos += 6;
-    *k += utf8_put(o + *k, (uint32_t)cp);
-    j->pos += 6;
-    return 0;
-}
-
-// A JSON string into a malloc'd, NUL-terminated UTF-8 copy at *out.
-static int json_string(Json *j, char **out)
-{
-    *out = NULL;
-    if (json_expect(j, '"', "to open a string")) return -1;
-    size_t end = j->pos;   // find the closing quote; decoding never grows the text
-    while (end < j->n && j->s[end] != '"') end += j->s[end] == '\\' ? 2 : 1;
-    if (end >= j->n) {
-        j->pos = j->n;
-        return json_fail(j, "unexpected end of the header inside a string");
-    }
-    char *o = xmalloc(end - j->pos + 1);
-    size_t k = 0;
-    while (j->pos < end) {
-        const unsigned char *c = (const unsigned char *)j->s + j->pos;
-        size_t len = *c < 0x80 ? 1 : utf8_len(c, end - j->pos);
-        if (*c < 0x20 || len == 0) {
-            free(o);
-            return json_fail(j, *c < 0x80 ? "control character in a string"
-                                          : "invalid UTF-8 in a string");
-        }
-        if (*c == '\\') {
-            if (json_escape(j, o, &k)) return free(o), -1;
-            continue;
-        }
-        memcpy(o + k, c, len);
-        k += len;
-        j->pos += len;
-    }
-    j->pos++;   // the closing quote
-    o[k] = '\0';
-    *out = o;
-    return 0;
-}
-
-// A JSON integer (no fraction, no exponent) that fits in an int64.
-static int json_int(Json *j, int64_t *v)
-{
-    char buf[16];
-    int c = json_peek(j), neg = c == '-';
-    if (neg) c = ++j->pos < j->n ? (unsigned char)j->s[j->pos] : -1;
-    if (c < '0' || c > '9')
-        return json_fail(j, "expected an integer, found %s", json_found(j, buf, sizeof buf));
-    if (c == '0' && j->pos + 1 < j->n && j->s[j->pos + 1] >= '0' && j->s[j->pos + 1] <= '9')
-        return json_fail(j, "integer with a leading zero");
-    int64_t x = 0;
-    while (j->pos < j->n && j->s[j->pos] >= '0' && j->s[j->pos] <= '9') {
-        int digit = j->s[j->pos] - '0';
-        if (x > (INT64_MAX - digit) / 10) return json_fail(j, "integer too large");
-        x = 10 * x + digit;
-        j->pos++;
-    }
-    c = j->pos < j->n ? j->s[j->pos] : 0;
-    if (c == '.' || c == 'e' || c == 'E')
-        return json_fail(j, "expected an integer, found a number with a fraction or exponent");
-    *v = neg ? -x : x;
-    return 0;
-}
-
-// [i, j, ...] with at most max integers.
-static int json_int_array(Json *j, int64_t *out, int max, int *count,
-                          const char *what, const char *tensor)
-{
-    char buf[16];
-    *count = 0;
-    if (json_expect(j, '[', "to open an array")) return -1;
-    if (json_peek(j) == ']') return j->pos++, 0;
-    for (;;) {
-        if (*count == max)
-            return json_fail(j, "the %s of tensor '%s' has more than %d entries", what, tensor, max);
-        if (json_int(j, &out[(*count)++])) return -1;
-        int c = json_peek(j);
-        if (c != ',' && c != ']')
-            return json_fail(j, "expected ',' or ']' in the %s of tensor '%s', found %s",
-                             what, tensor, json_found(j, buf, sizeof buf));
-        j->pos++;
-        if (c == ']') return 0;
-    }
-}
-
-// After a member of an object: 1 if another follows (','), 0 at '}', else -1.
-static int json_next(Json *j, const char *where)
-{
-    char buf[16];
-    int c = json_peek(j);
-    if (c == ',' || c == '}') return j->pos++, c == ',';
-    return json_fail(j, "expected ',' or '}' %s, found %s", where, json_found(j, buf, sizeof buf));
-}
-
 /* ---- Reading: entries ------------------------------------------------------ */
 
 // One tensor's header entry as written, before it is checked.
@@ -600,6 +264,7 @@ typedef struct RawEntry {
 
 static int json_entry_field(Json *j, const char *key, const char *name, RawEntry *r)
 {
+    char what[256];
     int is_dtype = strcmp(key, "dtype") == 0, is_shape = strcmp(key, "shape") == 0;
     int is_off = strcmp(key, "data_offsets") == 0;
     if (!is_dtype && !is_shape && !is_off)
@@ -609,10 +274,12 @@ static int json_entry_field(Json *j, const char *key, const char *name, RawEntry
     if (is_dtype) return json_string(j, &r->dtype);
     if (is_shape) {
         r->has_shape = 1;
-        return json_int_array(j, r->shape, ST_MAX_DIMS, &r->ndim, "shape", name);
+        snprintf(what, sizeof what, "shape of tensor '%.200s'", name);
+        return json_int_array(j, r->shape, ST_MAX_DIMS, &r->ndim, what);
     }
     r->has_off = 1;
-    return json_int_array(j, r->off, 2, &r->n_off, "data_offsets", name);
+    snprintf(what, sizeof what, "data_offsets of tensor '%.200s'", name);
+    return json_int_array(j, r->off, 2, &r->n_off, what);
 }
 
 static int json_entry(Json *j, const char *name, RawEntry *r)
@@ -818,13 +485,13 @@ static int check_lengths(StFile *f, Error *err)
 int st_open(const char *path, StFile *f, Error *err)
 {
     memset(f, 0, sizeof *f);
-    if (st_host_check(path, err)) return -1;
+    if (file_host_check(path, err)) return -1;
     f->path = strdup(path);
     DDPM_CHECK(f->path != NULL, "out of memory");
-    if (st_file_read(path, &f->bytes, &f->size, err) || check_lengths(f, err))
+    if (file_read(path, &f->bytes, &f->size, err) || check_lengths(f, err))
         goto fail;
     Json j = {.s = (const char *)f->bytes + 8, .n = (size_t)(f->data - f->bytes) - 8,
-              .path = path, .err = err};
+              .base = 8, .path = path, .err = err};
     if (json_header(&j, f) || check_entries(f, err)) goto fail;
     return 0;
 fail:

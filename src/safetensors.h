@@ -23,6 +23,7 @@
 #include <stdio.h>
 
 #include "00_tensor.h"
+#include "fileio.h"
 
 #define ST_MAX_DIMS 8              // most dimensions a file's tensor may have
 #define ST_TRAIN_PREFIX "train."   // names reserved for training state
@@ -85,17 +86,5 @@ int st_load_params(const StFile *f, ParamSet *ps, const char *prefix,
 
 const char *st_dtype_name(StDtype d);
 size_t st_dtype_size(StDtype d);
-
-/* ---- File helpers, shared with npy.c ------------------------------------ */
-
-typedef int (*StWriteFn)(FILE *fp, const void *ctx);  // 0, or -1 on a failed write
-int st_host_check(const char *path, Error *err);      // fails on a big-endian host
-#define ST_MAX_FILE_BYTES ((size_t)1 << 36)              // 64 GiB: the largest file read
-int st_file_read(const char *path, unsigned char **bytes, size_t *size, Error *err);
-int st_file_read_max(const char *path, size_t max, unsigned char **bytes, size_t *size,
-                     Error *err);
-int st_file_write_atomic(const char *path, StWriteFn write, const void *ctx,
-                         Error *err);
-int st_fwrite_f32(FILE *fp, const real *x, size_t n);  // as little-endian float32
 
 #endif

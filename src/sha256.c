@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "fileio.h"
 
 static const uint32_t K256[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -75,7 +75,7 @@ int sha256_file(const char *path, char hex[65], Error *err)
     unsigned char *bytes;
     size_t size;
     uint8_t d[32];
-    if (st_file_read(path, &bytes, &size, err)) return -1;
+    if (file_read(path, &bytes, &size, err)) return -1;
     sha256(d, bytes, size);
     sha256_hex(hex, d);
     free(bytes);

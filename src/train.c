@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,45 @@ void train_config_default(TrainConfig *tc)
     tc->flip = 1;
     tc->ckpt_every = 0;
     tc->out_dir = "build/run";
+    tc->T = 1000;
+    tc->mean = MEAN_EPS;
+    tc->var = VAR_FIXED_LARGE;
+    tc->loss = LOSS_SIMPLE;
 }
+
+_Static_assert(sizeof(MeanType) == sizeof(int) && sizeof(VarType) == sizeof(int) &&
+               sizeof(LossType) == sizeof(int), "KEY_ENUM rows store an int");
+
+#define C(f) offsetof(TrainConfig, f)
+const ConfigKey train_keys[] = {
+    KEY("out", KEY_STR, C(out_dir), 0, 0, "DIR", "output folder: DIR/ckpt.safetensors, DIR/log.csv"),
+    KEY("steps", KEY_LONG, C(steps), 1, TRAIN_MAX_STEPS, "N", "stop after N steps in total",
+     .flags = KEY_NO_DEFAULT),
+    KEY("minutes", KEY_DOUBLE, C(minutes), 0.01, 1e6, "M", "... or after M minutes of training",
+     .flags = KEY_NO_DEFAULT),
+    KEY("batch", KEY_INT, C(batch), 1, TRAIN_MAX_BATCH, "B", "images per step; the paper: 128",
+     .flags = KEY_STORED),
+    KEY("lr", KEY_DOUBLE, C(lr), 0, 1, "LR", "Adam learning rate", .flags = KEY_STORED),
+    KEY("warmup", KEY_LONG, C(warmup), 0, TRAIN_MAX_STEPS, "N",
+     "linear warm-up steps; the paper: 5000 (default: min(5000, steps/10))",
+     .flags = KEY_STORED | KEY_NO_DEFAULT),
+    KEY("clip", KEY_DOUBLE, C(grad_clip), 0, 1e9, "C", "gradient-norm clip", .flags = KEY_STORED, .store = "grad_clip"),
+    KEY("ema", KEY_DOUBLE, C(ema_decay), 0, 1, "D", "EMA decay of the weights; the paper: 0.9999",
+     .flags = KEY_STORED, .store = "ema_decay"),
+    KEY("loss", KEY_ENUM, C(loss), 0, 0, "L", "simple (Eq. 14), vlb (the true bound) or hybrid",
+     .flags = KEY_STORED, .names = loss_names),
+    KEY("mean", KEY_ENUM, C(mean), 0, 0, "M", "what the network predicts: eps, x0 or mu",
+     .flags = KEY_STORED, .names = mean_names),
+    KEY("var", KEY_ENUM, C(var), 0, 0, "V", "fixedlarge (beta), fixedsmall (beta~) or learned",
+     .flags = KEY_STORED, .names = var_names),
+    KEY("T", KEY_INT, C(T), 2, TRAIN_MAX_T, "N", "diffusion steps", .flags = KEY_STORED),
+    KEY("seed", KEY_U64, C(seed), 0, 0, "S", "seed of everything random", .flags = KEY_STORED),
+    KEY("flip", KEY_INT, C(flip), 0, 1, "0|1", "random horizontal flips", .flags = KEY_STORED),
+    KEY("ckpt-every", KEY_LONG, C(ckpt_every), 0, TRAIN_MAX_STEPS, "N",
+     "also write the checkpoint every N steps; 0: only at the end"),
+    {0},
+};
+#undef C
 
 /* ---- setting up: fresh, or from a checkpoint ----------------------------- */
 
@@ -97,19 +136,6 @@ static int meta_num(const StFile *f, const char *key, const char *fallback, doub
     return 0;
 }
 
-// train.seed: any unsigned 64-bit number.
-static int meta_seed(const StFile *f, unsigned long long *seed, Error *err)
-{
-    const char *v = meta_or(f, "train.seed", "0");
-    char *end;
-    errno = 0;
-    *seed = strtoull(v, &end, 10);
-    if (end == v || *end || errno == ERANGE || v[0] < '0' || v[0] > '9')
-        return error_set(err, "%s: metadata train.seed = '%.40s' is not a whole number in "
-                              "0..2^64-1", f->path, v);
-    return 0;
-}
-
 // The network must give what the diffusion expects of it: in_ch channels
 // (eps, x0 or mu), twice that with a learned variance.
 static int check_out_ch(const StFile *f, const UNet *net, const Diffusion *df, Error *err)
@@ -121,30 +147,32 @@ static int check_out_ch(const StFile *f, const UNet *net, const Diffusion *df, E
                      var_type_name(df->var), want);
 }
 
-// The training settings stored by trainer_save, each checked against the
-// range the command line allows. Fills c, *step and *T.
-static int read_settings(const StFile *f, TrainConfig *c, long *step, int *T, Error *err)
+// The settings stored by trainer_save (the KEY_STORED rows) into c, each
+// checked against the range the command line allows; a key the file lacks
+// takes the value of train_config_default.
+static int read_settings(const StFile *f, TrainConfig *c, Error *err)
 {
-    double v[8];
-    if (meta_num(f, "train.step", "0", 0, TRAIN_MAX_STEPS, 1, &v[0], err) ||
-        meta_num(f, "train.batch", "128", 1, TRAIN_MAX_BATCH, 1, &v[1], err) ||
-        meta_num(f, "train.lr", "2e-4", 0, 1, 0, &v[2], err) ||
-        meta_num(f, "train.warmup", "5000", 0, TRAIN_MAX_STEPS, 1, &v[3], err) ||
-        meta_num(f, "train.grad_clip", "1", 0, 1e9, 0, &v[4], err) ||
-        meta_num(f, "train.ema_decay", "0.9999", 0, 1, 0, &v[5], err) ||
-        meta_num(f, "train.flip", "1", 0, 1, 1, &v[6], err) ||
-        meta_num(f, "train.T", "1000", 2, TRAIN_MAX_T, 1, &v[7], err) ||
-        meta_seed(f, &c->seed, err))
-        return -1;
-    *step = (long)v[0];
-    c->batch = (int)v[1];
-    c->lr = v[2];
-    c->warmup = (long)v[3];
-    c->grad_clip = v[4];
-    c->ema_decay = v[5];
-    c->flip = (int)v[6];
-    *T = (int)v[7];
+    TrainConfig d;
+    train_config_default(&d);
+    for (const ConfigKey *k = train_keys; k->key; k++) {
+        if (!(k->flags & KEY_STORED)) continue;
+        char key[64], text[64], want[200];
+        config_store_key(k, "train.", key, sizeof key);
+        const char *v = st_meta(f, key);
+        if (!v) config_format(k, &d, text, sizeof text), v = text;
+        if (config_set(k, c, v, NULL) < 0) {
+            config_allowed(k, want, sizeof want);
+            return error_set(err, "%s: metadata %s = '%.40s' is not %s", f->path, key, v, want);
+        }
+    }
     return 0;
+}
+
+// The diffusion of the settings (refusing the combinations that cannot train).
+static int settings_diffusion(const TrainConfig *c, Diffusion *df, Error *err)
+{
+    return diffusion_parse(df, mean_type_name(c->mean), var_type_name(c->var),
+                           loss_type_name(c->loss), err);
 }
 
 // The run's settings come back from the checkpoint's metadata, so that the
@@ -155,29 +183,32 @@ static int resume(Trainer *tr, const char *path, Error *err)
 {
     StFile f;
     if (st_open(path, &f, err) < 0) return -1;
-    int rc = -1, T;
+    int rc = -1;
+    double step;
     if (!st_meta(&f, "train.step")) {
         error_set(err, "%s: not a training checkpoint (no train.step): use it with "
                        "ddpm sample/bpd, or start a new run", path);
-    } else if (read_settings(&f, &tr->cfg, &tr->step, &T, err) == 0 &&
-               diffusion_parse(&tr->df, meta_or(&f, "train.mean", "eps"),
-                               meta_or(&f, "train.var", "fixedlarge"),
-                               meta_or(&f, "train.loss", "simple"), err) == 0 &&
-               schedule_init(&tr->sched, "linear", T, 1e-4, 0.02, err) == 0 &&
+    } else if (meta_num(&f, "train.step", "0", 0, TRAIN_MAX_STEPS, 1, &step, err) == 0 &&
+               read_settings(&f, &tr->cfg, err) == 0 &&
+               settings_diffusion(&tr->cfg, &tr->df, err) == 0 &&
+               schedule_init(&tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) == 0 &&
                ckpt_load_file(&f, &tr->net, NULL, 0, err) == 0 &&
                check_out_ch(&f, &tr->net, &tr->df, err) == 0) {
         if (alloc_state(tr, err) == 0 && read_state(&f, &tr->net.params, "adam_m", tr->adam_m, err) == 0 &&
             read_state(&f, &tr->net.params, "adam_v", tr->adam_v, err) == 0 &&
             read_state(&f, &tr->net.params, "ema", tr->ema, err) == 0)
             rc = 0;
+        tr->step = (long)step;
     }
     st_close(&f);
     return rc;
 }
 
-static int fresh(Trainer *tr, const UNetConfig *ucfg, int T, Error *err)
+static int fresh(Trainer *tr, const UNetConfig *ucfg, Error *err)
 {
-    if (schedule_init(&tr->sched, "linear", T, 1e-4, 0.02, err) < 0) return -1;
+    if (settings_diffusion(&tr->cfg, &tr->df, err) < 0 ||
+        schedule_init(&tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) < 0)
+        return -1;
     UNetConfig c = *ucfg;
     c.out_ch = diffusion_out_channels(&tr->df, c.in_ch);
     if (unet_config_check(&c, err) < 0) return -1;
@@ -189,13 +220,12 @@ static int fresh(Trainer *tr, const UNetConfig *ucfg, int T, Error *err)
     return alloc_state(tr, err);
 }
 
-int trainer_init(Trainer *tr, const UNetConfig *ucfg, const Diffusion *df_template, int T,
-                 const TrainConfig *tc, const char *resume_path, Error *err)
+int trainer_init(Trainer *tr, const UNetConfig *ucfg, const TrainConfig *tc,
+                 const char *resume_path, Error *err)
 {
     memset(tr, 0, sizeof *tr);
     tr->cfg = *tc;
-    tr->df = *df_template;
-    if ((resume_path ? resume(tr, resume_path, err) : fresh(tr, ucfg, T, err)) < 0) {
+    if ((resume_path ? resume(tr, resume_path, err) : fresh(tr, ucfg, err)) < 0) {
         trainer_free(tr);   // whatever was allocated before the failure
         return -1;
     }
@@ -342,25 +372,21 @@ static int save_state(const Trainer *tr, const char *path, const char *data_name
             off += p->size;
         }
     }
-    char v[10][64];
-    const TrainConfig *c = &tr->cfg;
-    snprintf(v[0], 64, "%ld", tr->step);
-    snprintf(v[1], 64, "%llu", c->seed);
-    snprintf(v[2], 64, "%d", c->batch);
-    snprintf(v[3], 64, "%.9g", c->lr);
-    snprintf(v[4], 64, "%ld", c->warmup);
-    snprintf(v[5], 64, "%.9g", c->grad_clip);
-    snprintf(v[6], 64, "%.9g", c->ema_decay);
-    snprintf(v[7], 64, "%d", c->flip);
-    snprintf(v[8], 64, "%d", tr->sched.T);
-    StMeta meta[] = {
-        {"train.step", v[0]}, {"train.seed", v[1]}, {"train.batch", v[2]}, {"train.lr", v[3]},
-        {"train.warmup", v[4]}, {"train.grad_clip", v[5]}, {"train.ema_decay", v[6]},
-        {"train.flip", v[7]}, {"train.T", v[8]}, {"train.data", data_name ? data_name : ""},
-        {"train.mean", mean_type_name(tr->df.mean)}, {"train.var", var_type_name(tr->df.var)},
-        {"train.loss", loss_type_name(tr->df.loss)},
-    };
-    int rc = ckpt_save(path, &tr->net, extra, n, meta, (int)(sizeof meta / sizeof meta[0]), err);
+    // train.step, train.data, then one entry per stored setting.
+    char step[32], text[16][64], keys[16][64];
+    StMeta meta[18];
+    int nm = 0;
+    snprintf(step, sizeof step, "%ld", tr->step);
+    meta[nm++] = (StMeta){"train.step", step};
+    meta[nm++] = (StMeta){"train.data", data_name ? data_name : ""};
+    for (const ConfigKey *k = train_keys; k->key; k++) {
+        if (!(k->flags & KEY_STORED)) continue;
+        config_store_key(k, "train.", keys[nm], 64);
+        config_format(k, &tr->cfg, text[nm], 64);
+        meta[nm] = (StMeta){keys[nm], text[nm]};
+        nm++;
+    }
+    int rc = ckpt_save(path, &tr->net, extra, n, meta, nm, err);
     free(extra);
     free(names);
     return rc;
@@ -465,15 +491,12 @@ int trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
     memset(m, 0, sizeof *m);
     StFile f;
     if (st_open(path, &f, err) < 0) return -1;
-    double T, step, decay;
-    int rc = diffusion_parse(&m->df, meta_or(&f, "train.mean", "eps"),
-                             meta_or(&f, "train.var", "fixedlarge"),
-                             meta_or(&f, "train.loss", "simple"), err);
-    if (rc == 0)
-        rc = meta_num(&f, "train.T", "1000", 2, TRAIN_MAX_T, 1, &T, err) ||
-             meta_num(&f, "train.step", "-1", -1, TRAIN_MAX_STEPS, 1, &step, err) ||
-             meta_num(&f, "train.ema_decay", "0", 0, 1, 0, &decay, err) ? -1 : 0;
-    if (rc == 0) rc = schedule_init(&m->sched, "linear", (int)T, 1e-4, 0.02, err);
+    double step;
+    TrainConfig c;
+    train_config_default(&c);
+    int rc = read_settings(&f, &c, err) == 0 && settings_diffusion(&c, &m->df, err) == 0 &&
+             meta_num(&f, "train.step", "-1", -1, TRAIN_MAX_STEPS, 1, &step, err) == 0 ? 0 : -1;
+    if (rc == 0) rc = schedule_init(&m->sched, "linear", c.T, 1e-4, 0.02, err);
     if (rc == 0) rc = ckpt_load_file(&f, &m->net, cfg, force_cfg, err);
     if (rc == 0) rc = check_out_ch(&f, &m->net, &m->df, err);
     m->df.sched = &m->sched;
@@ -481,7 +504,7 @@ int trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
     if (rc == 0 && m->ema) rc = st_load_params(&f, &m->net.params, "train.ema.", 0, err);
     if (rc == 0) {
         m->step = (long)step;
-        m->ema_decay = decay;
+        m->ema_decay = st_meta(&f, "train.ema_decay") ? c.ema_decay : 0;
         snprintf(m->data, sizeof m->data, "%s", meta_or(&f, "train.data", ""));
     }
     st_close(&f);

@@ -31,9 +31,18 @@ typedef struct TrainConfig {
     long ckpt_every;       // write the checkpoint every this many steps (0: only at the end)
     const char *out_dir;   // ckpt.safetensors, log.csv
     int quiet;             // no progress line
+    int T;                 // diffusion steps: 1000 (the paper's linear schedule)
+    MeanType mean;         // what the network predicts: eps
+    VarType var;           // fixedlarge
+    LossType loss;         // simple (Eq. 14)
 } TrainConfig;
 
 void train_config_default(TrainConfig *tc);
+
+// The settings as rows (config.h): the flags of ddpm train, and, for the rows
+// marked KEY_STORED, the checkpoint's train.* metadata both ways and the
+// settings a resumed run keeps.
+extern const ConfigKey train_keys[];
 
 // The ranges trainer_init accepts from a checkpoint's train.* metadata
 // (the same as the command line's).
@@ -59,10 +68,11 @@ typedef struct Trainer {
 
 // A fresh model (official initialisation) or, with resume_path, the exact
 // state of a checkpoint written by trainer_save (config, weights, Adam, EMA,
-// step, settings, and its train.T, which then replaces T). The noise schedule
-// is the paper's linear one with T steps. On failure nothing stays allocated.
-int  trainer_init(Trainer *tr, const UNetConfig *ucfg, const Diffusion *df_template,
-                  int T, const TrainConfig *tc, const char *resume_path, Error *err);
+// step, and the stored settings, T and the diffusion included, which replace
+// those of tc). The noise schedule is the paper's linear one with tc->T
+// steps. On failure nothing stays allocated.
+int  trainer_init(Trainer *tr, const UNetConfig *ucfg, const TrainConfig *tc,
+                  const char *resume_path, Error *err);
 void trainer_free(Trainer *tr);
 
 // One step of Algorithm 1 on the next batch of `data`. Returns 0, or -1 with

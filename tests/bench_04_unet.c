@@ -137,10 +137,8 @@ static int child(const char *config, int B)
     tc.batch = B;
     tc.quiet = 1;
     tc.ema_decay = 0.9999;
-    Diffusion df;
     Trainer tr;
-    if (diffusion_parse(&df, "eps", "fixedlarge", "simple", &err) < 0 ||
-        trainer_init(&tr, &c, &df, 1000, &tc, NULL, &err) < 0) {
+    if (trainer_init(&tr, &c, &tc, NULL, &err) < 0) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }

@@ -91,10 +91,21 @@ row 2 "unexpected argument"                   version extra
 # Flag syntax, shared by every command.
 for cmd in train sample bpd rd init forward params; do
     row 2 "unknown flag --bogus"              $cmd --bogus 1
-    row 2 "expected --flag value"             $cmd --ckpt
+    row 2 "--config needs a value"            $cmd --config
     row 2 "expected --flag value"             $cmd positional
     row 0 "usage: ddpm $cmd"                  $cmd --help
+    row 2 "--ch needs a value, not the flag '--groups'" $cmd --ch --groups 8
+    row 2 "bad value '-4' for --ch: want a whole number in 1..100000" $cmd --ch=-4
 done
+row 2 "--ckpt needs a value"                  sample --ckpt
+row 2 "--out needs a value, not the flag '--steps'" train --out --steps 10
+row 2 "expected --flag value, got '--=5'"     train --=5
+row 0 "wrote e.safetensors"                   init --out=e.safetensors --seed=3 "${NET[@]}"
+row 0 "--batch B"                             train --help
+row 0 "images per step; the paper: 128 (default: 32)" train --help
+row 0 "--clip-x0 0|1"                         sample --help
+row 2 "unknown flag --clip"                   sample --ckpt t.safetensors --clip 0
+row 2 "unknown flag --ema"                    bpd --ckpt t.safetensors --ema 0
 row 2 "--steps is given twice"                train --steps 1 --steps 2
 row 2 "--ckpt is given twice"                 sample --ckpt a --ckpt b
 row 2 "--ch is given twice"                   params --ch 32 --ch 64
@@ -112,11 +123,11 @@ row 2 "is not a width of"                     params --ch 100000 --ch-mult 10000
 row 2 "parameters is more than"               params --ch 16384 --ch-mult 1 --groups 1
 row 2 "GroupNorm"                             params --ch 48 --groups 32
 row 2 "cannot be halved"                      params --resolution 30
-row 2 "unknown config 'huge'"                 params --config huge
+row 2 "bad value 'huge' for --config: unknown config 'huge'" params --config huge
 row 2 "--out is required"                     init
-row 2 "--seed takes a whole number"           init --out x.safetensors --seed -1
-row 2 "--seed takes a whole number"           init --out x.safetensors --seed 1.5
-row 2 "--seed takes a whole number"           init --out x.safetensors --seed 18446744073709551616
+row 2 "bad value '-1' for --seed: want a whole number in 0..18446744073709551615" init --out x.safetensors --seed -1
+row 2 "bad value '1.5' for --seed"          init --out x.safetensors --seed 1.5
+row 2 "bad value '18446744073709551616' for --seed" init --out x.safetensors --seed 18446744073709551616
 row 1 "cannot create"                         init --out nodir/x.safetensors "${NET[@]}"
 # ddpm classifier: whole numbers where a count is asked for.
 row 2 "bad value '1.5' for --batch"           classifier train --out c.safetensors --batch 1.5
@@ -131,7 +142,7 @@ for bad in "steps 0" "steps -5" "steps 1.5" "steps abc" "steps 1e30" "steps 0x10
     set -- $bad
     row 2 "bad value '$2' for --$1"           train --data data --$1 $2
 done
-row 2 "unknown mean type"                     train --data data --steps 1 --mean foo
+row 2 "bad value 'foo' for --mean: want eps, x0 or mu" train --data data --steps 1 --mean foo
 row 2 "is not a width of"                     train --data data --steps 1 --ch 100000
 row 1 "cannot open folder"                    train --data nosuch --steps 1
 row 1 "no data set found"                     train --data adir --steps 1
@@ -171,7 +182,7 @@ row 1 "x1.npy: header length"                 forward --ckpt x1.npy --x x1.npy -
 row 2 "--ckpt is required"                    sample
 row 2 "--ckpt is required"                    bpd
 row 2 "--ckpt and --csv are required"         rd --ckpt t.safetensors
-for bad in "n 0" "n -1" "n 1e8" "n 2.5" "batch 0" "batch 4097" "clip 2" "ema -1" "seed -1"; do
+for bad in "n 0" "n -1" "n 1e8" "n 2.5" "batch 0" "batch 4097" "clip-x0 2" "use-ema -1" "seed -1"; do
     set -- $bad
     for cmd in sample bpd; do row 2 "bad value '$2' for --$1" $cmd --ckpt t.safetensors --$1 $2; done
 done

@@ -107,7 +107,7 @@ static unsigned char *read_bytes(const char *path, size_t *n)
 {
     unsigned char *b;
     Error err;
-    ck_assert_msg(st_file_read(path, &b, n, &err) == 0, "%s (run from the repository root)",
+    ck_assert_msg(file_read(path, &b, n, &err) == 0, "%s (run from the repository root)",
                   err.msg);
     return b;
 }

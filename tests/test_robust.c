@@ -76,6 +76,7 @@ static void toy_model(UNetConfig *c, Diffusion *df, TrainConfig *tc, const char 
     tc->seed = 42;
     tc->quiet = 1;
     tc->out_dir = out;
+    tc->T = 50;
 }
 
 // A training checkpoint of the toy model after 0 steps, T = 50, at path.
@@ -87,7 +88,7 @@ static void toy_checkpoint(const char *path)
     toy_model(&c, &df, &tc, "/tmp");
     Trainer tr;
     Error err;
-    ck_assert_msg(trainer_init(&tr, &c, &df, 50, &tc, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(trainer_init(&tr, &c, &tc, NULL, &err) == 0, "%s", err.msg);
     ck_assert_msg(trainer_save(&tr, path, "toy", &err) == 0, "%s", err.msg);
     trainer_free(&tr);
 }
@@ -99,7 +100,7 @@ static void set_meta(const char *path, const char *key, const char *value)
     unsigned char *b;
     size_t n;
     Error err;
-    ck_assert_msg(st_file_read(path, &b, &n, &err) == 0, "%s", err.msg);
+    ck_assert_msg(file_read(path, &b, &n, &err) == 0, "%s", err.msg);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | b[i];
     char *h = strndup((const char *)b + 8, hlen), pat[96];
@@ -256,7 +257,7 @@ START_TEST(meta_strict)
     toy_model(&c, &df, &tc, dir);
     Trainer tr;
     Error err;
-    ck_assert_msg(trainer_init(&tr, &c, &df, 50, &tc, path, &err) == -1, "%s = '%s' accepted",
+    ck_assert_msg(trainer_init(&tr, &c, &tc, path, &err) == -1, "%s = '%s' accepted",
                   bad_meta[_i][0], bad_meta[_i][1]);
     assert_has(&err, path);
     assert_has(&err, bad_meta[_i][0]);
@@ -292,7 +293,7 @@ START_TEST(meta_good_values_load)
     toy_model(&c, &df, &tc, dir);
     Trainer tr;
     Error err;
-    ck_assert_msg(trainer_init(&tr, &c, &df, 50, &tc, path, &err) == 0, "%s", err.msg);
+    ck_assert_msg(trainer_init(&tr, &c, &tc, path, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(tr.step, 17);
     ck_assert(tr.cfg.seed == 18446744073709551615ULL);
     ck_assert_int_eq(tr.cfg.batch, 4096);
@@ -318,8 +319,9 @@ START_TEST(resume_takes_T_from_checkpoint)
     toy_model(&c, &df, &tc, dir);
     Trainer a, b;
     Error err;
-    ck_assert_int_eq(trainer_init(&a, &c, &df, 50, &tc, NULL, &err), 0);
-    ck_assert_msg(trainer_init(&b, &c, &df, 1000, &tc, path, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(trainer_init(&a, &c, &tc, NULL, &err), 0);
+    tc.T = 1000;
+    ck_assert_msg(trainer_init(&b, &c, &tc, path, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(b.sched.T, 50);
     ck_assert(b.df.sched == &b.sched);
     ck_assert(memcmp(a.sched.betas, b.sched.betas, 50 * sizeof *a.sched.betas) == 0);
@@ -345,7 +347,7 @@ START_TEST(resume_out_ch_mismatch)
     toy_model(&c, &df, &tc, dir);
     Trainer tr;
     Error err;
-    ck_assert_int_eq(trainer_init(&tr, &c, &df, 50, &tc, path, &err), -1);
+    ck_assert_int_eq(trainer_init(&tr, &c, &tc, path, &err), -1);
     assert_has(&err, "output channels");
     TrainedModel m;
     ck_assert_int_eq(trained_model_load(&m, path, 1, &err), -1);
@@ -495,13 +497,13 @@ START_TEST(file_read_limit)
     unsigned char *b;
     size_t n;
     Error err;
-    ck_assert_int_eq(st_file_read_max(path, 99, &b, &n, &err), -1);
+    ck_assert_int_eq(file_read_max(path, 99, &b, &n, &err), -1);
     assert_has(&err, path);
     assert_has(&err, "100 bytes");
-    ck_assert_int_eq(st_file_read_max(path, 100, &b, &n, &err), 0);
+    ck_assert_int_eq(file_read_max(path, 100, &b, &n, &err), 0);
     ck_assert_uint_eq(n, 100);
     free(b);
-    ck_assert_int_eq(st_file_read(path, &b, &n, &err), 0);
+    ck_assert_int_eq(file_read(path, &b, &n, &err), 0);
     free(b);
     rm_dir(dir);
 }

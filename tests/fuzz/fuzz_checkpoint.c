@@ -48,13 +48,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         trained_model_free(&m);
     }
-    Diffusion df;
-    diffusion_parse(&df, "eps", "fixedlarge", "simple", NULL);
     TrainConfig tc;
     train_config_default(&tc);
     tc.quiet = 1;
+    tc.T = 10;
     Trainer tr;
-    if (trainer_init(&tr, &small, &df, 10, &tc, path, &err) == 0) {
+    if (trainer_init(&tr, &small, &tc, path, &err) == 0) {
         if (tr.cfg.batch < 1 || tr.cfg.batch > TRAIN_MAX_BATCH || tr.step < 0 ||
             !(tr.cfg.lr >= 0 && tr.cfg.lr <= 1) || tr.sched.T < 2)
             abort();

@@ -1,9 +1,9 @@
 /* fuzz_cli.c — the ddpm program's flag parsing on arbitrary command lines.
  *
  * The input is a command line: words separated by newlines, the first byte
- * choosing the command (train, sample, bpd, rd, init, forward, params).
- * The flags are parsed exactly as ddpm.c does (parse_flags with each
- * command's table, then the network config and the diffusion flags) but
+ * choosing the command (train, sample, bpd, init, forward, params).
+ * The flags are parsed exactly as ddpm.c does (cli_parse with each
+ * command's tables, then the network config and the diffusion flags) but
  * the command does not run. Whatever is accepted must be in range. */
 #define main ddpm_main
 #include "../../src/ddpm.c"
@@ -36,59 +36,60 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s = nl + 1;
     }
     argv[argc] = NULL;
-    int cmd = data[0] % 6, rc;
+    int cmd = data[0] % 6, rc, status;
     Error err;
-    UNetConfig cfg;
+    Cli cli;
     if (cmd == 0) {
-        TrainFlags f = {0};
-        train_config_default(&f.tc);
-        f.T = 1000;
-        rc = parse_flags(argc, argv, "train", TRAIN_USAGE, take_train, &f);
-        if (rc == 0 && !f.bad) {
-            if (f.tc.batch < 1 || f.tc.batch > TRAIN_MAX_BATCH || f.T < 2 || f.T > TRAIN_MAX_T ||
-                f.tc.steps < 0 || f.tc.warmup < 0 || !(f.tc.lr >= 0 && f.tc.lr <= 1) ||
-                !(f.tc.ema_decay >= 0 && f.tc.ema_decay <= 1) || f.tc.flip < 0 || f.tc.flip > 1)
-                abort();
-            Diffusion df;
-            if (net_config(&f.net, &cfg, &err) == 0 && unet_config_check(&cfg, &err) < 0) abort();
-            (void)diffusion_parse(&df, f.mean ? f.mean : "eps", f.var ? f.var : "fixedlarge",
-                                  f.loss ? f.loss : "simple", &err);
-        }
-    } else if (cmd <= 2) {
-        SampleFlags f = {.m = {.cmd = "sample", .n = 64, .batch = 32, .clip = 1, .ema = 1},
-                         .every = 100};
-        rc = cmd == 1 ? parse_flags(argc, argv, "sample", SAMPLE_USAGE, take_sample, &f)
-                      : parse_flags(argc, argv, "bpd", "", take_bpd, &f.m);
-        if (rc == 0 && !f.m.bad) {
-            if (f.m.n < 1 || f.m.n > 1e7 || f.m.batch < 1 || f.m.batch > TRAIN_MAX_BATCH ||
-                f.every < 1 || f.cols < 0 || (f.m.clip | 1) != 1 || (f.m.ema | 1) != 1)
-                abort();
-            if ((f.m.net.config || f.m.net.n) && net_config(&f.m.net, &cfg, &err) == 0 &&
-                unet_config_check(&cfg, &err) < 0)
-                abort();
-        }
-    } else if (cmd == 3) {
-        InitFlags f = {0};
-        rc = parse_flags(argc, argv, "init", "", take_init, &f);
-        if (rc == 0 && net_config(&f.net, &cfg, &err) == 0 &&
-            (unet_config_check(&cfg, &err) < 0 || unet_config_params(&cfg) > UNET_MAX_PARAMS))
+        TrainOpts o;
+        train_defaults(&o);
+        rc = train_parse(&o, &cli, argc, argv, &status);
+        const TrainConfig *c = &o.tc;
+        if (rc == 0 && (c->batch < 1 || c->batch > TRAIN_MAX_BATCH || c->T < 2 || c->T > TRAIN_MAX_T ||
+                        c->steps < 0 || c->warmup < 0 || !(c->lr >= 0 && c->lr <= 1) ||
+                        !(c->ema_decay >= 0 && c->ema_decay <= 1) || c->flip < 0 || c->flip > 1 ||
+                        (unsigned)c->mean > MEAN_MU || (unsigned)c->var > VAR_LEARNED ||
+                        unet_config_check(&o.net.cfg, &err) < 0))
             abort();
-    } else if (cmd == 4) {
-        ForwardFlags f = {0};
-        rc = parse_flags(argc, argv, "forward", "", take_forward, &f);
-        if (rc == 0) (void)net_config(&f.net, &cfg, &err);
+    } else if (cmd <= 2) {
+        SampleOpts o = {.m = eval_defaults("sample", 64, 32), .every = 100};
+        cli = (Cli){.cmd = "x", .usage = "", .groups = cmd == 1 ? sample_groups : bpd_groups};
+        rc = eval_parse(&o, &o.m, &cli, argc, argv, 0, &status);
+        if (rc == 0 && (o.m.n < 1 || o.m.n > 1e7 || o.m.batch < 1 || o.m.batch > TRAIN_MAX_BATCH ||
+                        o.every < 1 || o.cols < 0 || (o.m.clip_x0 | 1) != 1 ||
+                        (o.m.use_ema | 1) != 1 ||
+                        (o.m.net.given && unet_config_check(&o.m.net.cfg, &err) < 0)))
+            abort();
     } else {
-        NetFlags nf = {0};
-        rc = parse_flags(argc, argv, "params", "", take_net, &nf);
-        if (rc == 0) (void)net_config(&nf, &cfg, &err);
+        static const CliGroup *groups[] = {init_groups, forward_groups, params_groups};
+        union { InitOpts i; ForwardOpts f; ParamsOpts p; } u;
+        memset(&u, 0, sizeof u);
+        NetOpts *net = cmd == 3 ? &u.i.net : cmd == 4 ? &u.f.net : &u.p.net;
+        net_default(net);
+        cli = (Cli){.cmd = "x", .usage = "", .groups = groups[cmd - 3]};
+        rc = cli_parse(&cli, &u, argc, argv);
+        if (rc == 0 && net_finish(net, &cli, &err) == 0 &&
+            (unet_config_check(&net->cfg, &err) < 0 || unet_config_params(&net->cfg) > UNET_MAX_PARAMS))
+            abort();
     }
-    // The number readers on their own: what they accept is in range.
+    // One row of each type on its own: what config_set accepts is in range.
+    typedef struct { int i; double d; long l; unsigned long long u; int v[4], n; } Row;
+    #define Z(f) offsetof(Row, f)
+    static const ConfigKey keys[] = {
+        KEY("i", KEY_INT, Z(i), -5, 7, "", ""),
+        KEY("d", KEY_DOUBLE, Z(d), -5, 7, "", ""),
+        KEY("l", KEY_LONG, Z(l), 0, 1e9, "", ""),
+        KEY("u", KEY_U64, Z(u), 0, 0, "", ""),
+        KEY("v", KEY_INTS, Z(v), 1, 9, "", "", .aux = Z(n), .max = 4, .lo_count = 0),
+        {0},
+    };
     for (int i = 1; i < argc; i++) {
-        double x;
-        unsigned long long u;
-        if (num(argv[i], -5, 7, &x) == 0 && !(x >= -5 && x <= 7)) abort();
-        if (whole(argv[i], 0, 1e9, &x) == 0 && (x != (long)x || x < 0)) abort();
-        (void)seed_num(argv[i], &u);
+        Row x = {0};
+        for (const ConfigKey *k = keys; k->key; k++) (void)config_set(k, &x, argv[i], NULL);
+        if (x.i < -5 || x.i > 7 || !(x.d >= -5 && x.d <= 7) || x.l < 0 || x.l > 1e9 || x.n < 0 ||
+            x.n > 4)
+            abort();
+        for (int j = 0; j < x.n; j++)
+            if (x.v[j] < 1 || x.v[j] > 9) abort();
     }
     free(text);
     return 0;

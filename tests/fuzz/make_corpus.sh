@@ -98,7 +98,8 @@ put("fuzz_png", "mixed", struct.pack("<H", len(pngs["grey28"])) + pngs["grey28"]
 # CLI: a command byte (0 train, 1 sample, 2 bpd, 3 init, 4 forward, 5 params), words by lines
 cli = {"train": (0, "--steps\n10\n--batch\n4\n--lr\n1e-4\n--T\n500\n--seed\n18446744073709551615\n--ch\n32\n--ch-mult\n1,2,2\n--mean\nx0"),
        "sample": (1, "--ckpt\nm\n--n\n16\n--every\n10\n--cols\n4\n--config\ntiny\n--attn\nnone"),
-       "bpd": (2, "--ckpt\nm\n--n\n100\n--batch\n50\n--clip\n0\n--ema\n1\n--seed\n3"),
+       "bpd": (2, "--ckpt\nm\n--n\n100\n--batch\n50\n--clip-x0\n0\n--use-ema\n1\n--seed\n3"),
+       "equals": (0, "--steps=10\n--out\n--batch=4"),
        "init": (3, "--out\nx\n--seed\n7\n--ch\n64\n--groups\n16\n--dropout\n0.1\n--resolution\n64"),
        "forward": (4, "--ckpt\nm\n--x\nx\n--t\nt\n--out\ny\n--num-res-blocks\n2"),
        "params": (5, "--config\npaper\n--ch-mult\n1,2,2,2\n--in-ch\n1\n--out-ch\n2"),
