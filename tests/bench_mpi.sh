@@ -24,7 +24,7 @@ CONFIG=${CONFIG:-tiny}
 BATCH=${BATCH:-32}
 STEPS=${STEPS:-12}
 CORES=$(nproc)
-RUN=(mpirun --oversubscribe --allow-run-as-root)
+RUN=(mpirun --oversubscribe --allow-run-as-root --bind-to none)   # else one rank is pinned to one core
 W=$(mktemp -d /tmp/ddpm_bench_mpi_XXXXXX)
 trap 'rm -rf "$W"' EXIT
 die() { echo "bench-mpi: $*" >&2; exit 1; }
