@@ -1,6 +1,6 @@
 /* ddpm.c — the command-line program that composes the chapters.
  *
- * (About 1,300 lines: eleven commands, each an options struct with its
+ * (About 1,400 lines: eleven commands, each an options struct with its
  * table of flags and its usage text, a parse step and a run function that
  * takes the parsed options; the work itself is in the numbered modules, the
  * flag parsing in cli.c.)
@@ -776,8 +776,8 @@ static int rd_run(const EvalOpts *o)
         RDCurve rd;
         rd_from_bpd(&rd, &r);   // what rate_distortion does
         bpd_result_free(&r);
-        printf("# %s, %d test images, %s; paper: CIFAR-10, 35.7M params\n", f->ckpt, e.n,
-               e.data.name);
+        printf("# %s, %d %s images, %s; paper: CIFAR-10, 35.7M params\n", f->ckpt, e.n,
+               f->split && !strcmp(f->split, "train") ? "training" : "test", e.data.name);
         rd_print_summary(stdout, &rd);
         rc = rd_write_csv(f->csv, &rd, &err);
         if (rc == 0) fprintf(stderr, "wrote %s\n", f->csv);
