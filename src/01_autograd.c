@@ -15,7 +15,11 @@
  *   - a small static X_node() that unpacks a Node and calls the backward
  *     kernel, and the public ag_X() that runs the forward and records.
  * Shapes: n = number of elements; for channel ops x is [N, C, HW...] and v
- * is [C] (one value per channel) or [N, C] (one per sample and channel).
+ * is [C] (one value per channel) or [N, C] (one per sample and channel); for
+ * per-image ops x is [N, D] and a coefficient a [N] (C = 1).
+ *
+ * (About 680 lines: the tape, then one table of ops, each a short forward,
+ * backward, node and ag_ quartet; splitting the table would scatter it.)
  */
 #include "01_autograd.h"
 
@@ -512,5 +516,170 @@ Tensor *ag_mul_channel(Tape *tp, Tensor *x, Tensor *v)
     Tensor *out = tensor_like(tp->arena, x);
     mul_channel_forward(out->data, x->data, v->data, N, C, HW, ps);
     tape_record(tp, "mul_channel", mul_channel_node, out, 2, (Tensor *[]){x, v});
+    return out;
+}
+
+/* ---- per-image ops: the per-channel ops above with C = 1 ------------------ */
+/* The schedule gives one coefficient per image (its timestep's), applied to
+ * all D values of that image: broadcast forward, so the gradient of x is the
+ * coefficient times dout. The coefficients are constants, not learned.     */
+
+void mean_flat_forward(real *out, const real *x, int N, size_t D)
+{
+    for (int n = 0; n < N; n++) out[n] = (real)(vec_sum(x + (size_t)n * D, D) / (double)D);
+}
+
+void mean_flat_backward(real *dx, const real *dout, int N, size_t D)
+{
+    for (int n = 0; n < N; n++) {
+        real g = dout[n] / (real)D;
+        for (size_t i = 0; i < D; i++) dx[(size_t)n * D + i] += g;
+    }
+}
+
+void axpby_per_sample_forward(real *out, const real *a, const real *x, const real *b,
+                              const real *y, int N, size_t D)
+{
+    for (int n = 0; n < N; n++) {
+        real *o = out + (size_t)n * D;
+        const real *xn = x + (size_t)n * D, *yn = y ? y + (size_t)n * D : NULL;
+        real an = a[n], bn = yn ? b[n] : 0;
+        // A zero coefficient skips its term rather than multiplying it (0 * inf
+        // is NaN): with 0/1 coefficients this op selects, like tf.where.
+        for (size_t i = 0; i < D; i++)
+            o[i] = (an != 0 ? an * xn[i] : 0) + (bn != 0 ? bn * yn[i] : 0);
+    }
+}
+
+void axpby_per_sample_backward(real *dx, real *dy, const real *dout, const real *a,
+                               const real *b, int N, size_t D)
+{
+    for (int n = 0; n < N; n++) {
+        if (dx) vec_axpy(dx + (size_t)n * D, a[n], dout + (size_t)n * D, D);
+        if (dy) vec_axpy(dy + (size_t)n * D, b[n], dout + (size_t)n * D, D);
+    }
+}
+
+void affine_per_sample_forward(real *out, const real *x, const real *a, const real *b,
+                               int N, size_t D)
+{
+    for (int n = 0; n < N; n++)
+        for (size_t i = 0; i < D; i++)
+            out[(size_t)n * D + i] = a[n] * x[(size_t)n * D + i] + b[n];
+}
+
+void affine_per_sample_backward(real *dx, const real *dout, const real *a, int N, size_t D)
+{
+    for (int n = 0; n < N; n++) vec_axpy(dx + (size_t)n * D, a[n], dout + (size_t)n * D, D);
+}
+
+static void mean_flat_node(Tape *tp, Node *nd)
+{
+    int N = nd->out->shape[0];
+    mean_flat_backward(tape_grad(tp, nd->in[0]), nd->out->grad, N, nd->in[0]->size / N);
+}
+
+// saved: the coefficients a [N] then b [N], copied: the caller's may not live.
+static void axpby_node(Tape *tp, Node *nd)
+{
+    const real *ab = nd->saved;
+    int N = nd->out->shape[0];
+    axpby_per_sample_backward(tape_grad_if(tp, nd->in[0]),
+                              nd->n_in > 1 ? tape_grad_if(tp, nd->in[1]) : NULL,
+                              nd->out->grad, ab, ab + N, N, nd->out->size / N);
+}
+
+static void affine_node(Tape *tp, Node *nd)
+{
+    int N = nd->out->shape[0];
+    affine_per_sample_backward(tape_grad(tp, nd->in[0]), nd->out->grad, nd->saved, N,
+                               nd->out->size / N);
+}
+
+Tensor *ag_mean_flat(Tape *tp, Tensor *x)
+{
+    int N = x->shape[0];
+    Tensor *out = tensor_1d(tp->arena, N);
+    mean_flat_forward(out->data, x->data, N, x->size / N);
+    tape_record(tp, "mean_flat", mean_flat_node, out, 1, &x);
+    return out;
+}
+
+static real *saved_coefs(Tape *tp, const real *a, const real *b, int N)
+{
+    real *ab = arena_alloc(tp->arena, 2 * (size_t)N * sizeof(real));
+    memcpy(ab, a, (size_t)N * sizeof(real));
+    if (b) memcpy(ab + N, b, (size_t)N * sizeof(real));
+    else memset(ab + N, 0, (size_t)N * sizeof(real));
+    return ab;
+}
+
+// out = a[n] x + b[n] y per image; y may be NULL (then out = a[n] x).
+Tensor *ag_axpby_per_sample(Tape *tp, const real *a, Tensor *x, const real *b, Tensor *y)
+{
+    if (y) tensor_check_same("axpby_per_sample", x, y);
+    int N = x->shape[0];
+    Tensor *out = tensor_like(tp->arena, x);
+    axpby_per_sample_forward(out->data, a, x->data, b, y ? y->data : NULL, N, x->size / N);
+    Node *nd = tape_record(tp, "axpby_per_sample", axpby_node, out, y ? 2 : 1,
+                           (Tensor *[]){x, y});
+    if (nd) nd->saved = saved_coefs(tp, a, y ? b : NULL, N);
+    return out;
+}
+
+Tensor *ag_affine_per_sample(Tape *tp, Tensor *x, const real *a, const real *b)
+{
+    int N = x->shape[0];
+    Tensor *out = tensor_like(tp->arena, x);
+    affine_per_sample_forward(out->data, x->data, a, b, N, x->size / N);
+    Node *nd = tape_record(tp, "affine_per_sample", affine_node, out, 1, &x);
+    if (nd) nd->saved = saved_coefs(tp, a, NULL, N);
+    return out;
+}
+
+/* ---- clip and detach --------------------------------------------------- */
+
+void clip_forward(real *out, const real *x, real lo, real hi, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+}
+
+void clip_backward(real *dx, const real *dout, const real *x, real lo, real hi, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (x[i] >= lo && x[i] <= hi) dx[i] += dout[i];
+}
+
+// saved: the bounds lo, hi.
+static void clip_node(Tape *tp, Node *nd)
+{
+    const real *lohi = nd->saved;
+    clip_backward(tape_grad(tp, nd->in[0]), nd->out->grad, nd->in[0]->data, lohi[0], lohi[1],
+                  nd->out->size);
+}
+
+Tensor *ag_clip(Tape *tp, Tensor *x, real lo, real hi)
+{
+    Tensor *out = tensor_like(tp->arena, x);
+    clip_forward(out->data, x->data, lo, hi, x->size);
+    Node *nd = tape_record(tp, "clip", clip_node, out, 1, &x);
+    if (nd) {
+        real *lohi = arena_alloc(tp->arena, 2 * sizeof(real));
+        lohi[0] = lo;
+        lohi[1] = hi;
+        nd->saved = lohi;
+    }
+    return out;
+}
+
+// The stop-gradient: a second Tensor header over the same values, with no
+// gradient and no history, so nothing that uses it reaches x in backward.
+Tensor *ag_detach(Tape *tp, Tensor *x)
+{
+    Tensor *out = arena_alloc(tp->arena, sizeof *out);
+    *out = *x;
+    out->grad = NULL;
+    out->requires_grad = 0;
+    out->name = "detach";
     return out;
 }

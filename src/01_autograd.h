@@ -89,6 +89,22 @@ void mul_channel_forward(real *out, const real *x, const real *v,
 void mul_channel_backward(real *dx, real *dv, const real *dout,
                           const real *x, const real *v,
                           int N, int C, size_t HW, int per_sample);
+// Per-image ops, the per-channel ops with C = 1: v[n] over all D values of
+// image n. out [N] = mean of x [N, D] over each image.
+void mean_flat_forward(real *out, const real *x, int N, size_t D);
+void mean_flat_backward(real *dx, const real *dout, int N, size_t D);
+// out [N, D] = a[n] x + b[n] y (y may be NULL); a zero coefficient skips its term.
+void axpby_per_sample_forward(real *out, const real *a, const real *x, const real *b,
+                              const real *y, int N, size_t D);
+void axpby_per_sample_backward(real *dx, real *dy, const real *dout, const real *a,
+                               const real *b, int N, size_t D);
+// out [N, D] = a[n] x + b[n].
+void affine_per_sample_forward(real *out, const real *x, const real *a, const real *b,
+                               int N, size_t D);
+void affine_per_sample_backward(real *dx, const real *dout, const real *a, int N, size_t D);
+// out = min(max(x, lo), hi); the gradient passes where lo <= x <= hi.
+void clip_forward(real *out, const real *x, real lo, real hi, size_t n);
+void clip_backward(real *dx, const real *dout, const real *x, real lo, real hi, size_t n);
 
 /* ---- ops on the tape ---------------------------------------------------- */
 
@@ -106,5 +122,11 @@ Tensor *ag_square(Tape *tp, Tensor *x);
 Tensor *ag_matmul(Tape *tp, Tensor *a, int ta, Tensor *b, int tb); // 2-D
 Tensor *ag_add_channel(Tape *tp, Tensor *x, Tensor *v); // v: [C] or [N, C]
 Tensor *ag_mul_channel(Tape *tp, Tensor *x, Tensor *v); // v: [C] or [N, C]
+Tensor *ag_mean_flat(Tape *tp, Tensor *x);              // [N, ...] -> [N]
+// a, b [N]: one coefficient per image, constants (copied onto the tape).
+Tensor *ag_axpby_per_sample(Tape *tp, const real *a, Tensor *x, const real *b, Tensor *y);
+Tensor *ag_affine_per_sample(Tape *tp, Tensor *x, const real *a, const real *b);
+Tensor *ag_clip(Tape *tp, Tensor *x, real lo, real hi);
+Tensor *ag_detach(Tape *tp, Tensor *x);   // same values, no gradient flows back
 
 #endif

@@ -1,7 +1,7 @@
 /* 02_conv.c — convolutions and the layers around them.
  *
- * (About 700 lines, more than the other modules: six layer kinds live here,
- * each a short kernel pair and its tape wrapper.)
+ * (About 740 lines, more than the other modules: seven layer kinds live
+ * here, each a short kernel pair and its tape wrapper.)
  *
  * Chapter 02 (book/02_conv.md). Every layer of the paper's U-Net except
  * attention (chapter 03) is here:
@@ -15,7 +15,8 @@
  *   upsample2x   nearest-neighbour x2 (Upsample, before its 3x3 conv)
  *   linear       y = x w^T + b (the timestep-embedding MLP, temb_proj)
  *   dropout      inverted dropout, p = 0.1 in the paper's ResBlocks
- *   concat       channel concatenation (the U-Net's skip connections)
+ *   concat       channel concatenation (the U-Net's skip connections), and
+ *                slice_channels, its inverse (a mean and a variance in one output)
  *
  * Convolution becomes one matrix product (im2col): copy every k x k patch of
  * the input into a column of a matrix `col` [Cin*k*k, Ho*Wo]; then
@@ -696,5 +697,43 @@ Tensor *ag_concat(Tape *tp, Tensor *a, Tensor *b)
     tensor_nchw(a, &N, &Ca, &HW);
     concat_forward(out->data, a->data, b->data, N, Ca, b->shape[1], HW);
     tape_record(tp, "concat", concat_node, out, 2, (Tensor *[]){a, b});
+    return out;
+}
+
+/* ---- channel slices: the inverse of concat ------------------------------ */
+
+void slice_channels_forward(real *out, const real *x, int N, int C, size_t HW, int c0, int nc)
+{
+    for (int n = 0; n < N; n++)
+        memcpy(out + (size_t)n * nc * HW, x + ((size_t)n * C + c0) * HW,
+               (size_t)nc * HW * sizeof(real));
+}
+
+void slice_channels_backward(real *dx, const real *dout, int N, int C, size_t HW, int c0, int nc)
+{
+    for (int n = 0; n < N; n++)
+        vec_axpy(dx + ((size_t)n * C + c0) * HW, 1, dout + (size_t)n * nc * HW, (size_t)nc * HW);
+}
+
+static void slice_node(Tape *tp, Node *nd)
+{
+    Tensor *x = nd->in[0];
+    int N, C;
+    size_t HW;
+    tensor_nchw(x, &N, &C, &HW);
+    slice_channels_backward(tape_grad(tp, x), nd->out->grad, N, C, HW, nd->arg[0], nd->arg[1]);
+}
+
+Tensor *ag_slice_channels(Tape *tp, Tensor *x, int c0, int nc)
+{
+    int N, C;
+    size_t HW;
+    tensor_nchw(x, &N, &C, &HW);
+    DDPM_CHECK(x->ndim == 4 && c0 >= 0 && nc > 0 && c0 + nc <= C,
+               "slice_channels: channels %d..%d of %d", c0, c0 + nc - 1, C);
+    Tensor *out = tensor_4d(tp->arena, N, nc, x->shape[2], x->shape[3]);
+    slice_channels_forward(out->data, x->data, N, C, HW, c0, nc);
+    Node *nd = tape_record(tp, "slice_channels", slice_node, out, 1, &x);
+    if (nd) { nd->arg[0] = c0; nd->arg[1] = nc; }
     return out;
 }

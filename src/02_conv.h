@@ -74,6 +74,9 @@ void dropout_backward(real *dx, const real *dout, const real *mask, size_t n);
 // out [N, Ca+Cb, H, W] = a [N, Ca, H, W] stacked on b [N, Cb, H, W].
 void concat_forward(real *out, const real *a, const real *b, int N, int Ca, int Cb, size_t HW);
 void concat_backward(real *da, real *db, const real *dout, int N, int Ca, int Cb, size_t HW);
+// out [N, nc, HW] = channels c0 .. c0+nc-1 of x [N, C, HW].
+void slice_channels_forward(real *out, const real *x, int N, int C, size_t HW, int c0, int nc);
+void slice_channels_backward(real *dx, const real *dout, int N, int C, size_t HW, int c0, int nc);
 
 /* ---- ops on the tape -------------------------------------------------- */
 
@@ -87,5 +90,6 @@ Tensor *ag_upsample2x(Tape *tp, Tensor *x);
 Tensor *ag_linear(Tape *tp, Tensor *x, Tensor *w, Tensor *b);
 Tensor *ag_dropout(Tape *tp, Tensor *x, real p, Rng *rng, int train);  // identity if !train or p == 0
 Tensor *ag_concat(Tape *tp, Tensor *a, Tensor *b);                     // along channels
+Tensor *ag_slice_channels(Tape *tp, Tensor *x, int c0, int nc);        // concat's inverse
 
 #endif

@@ -502,3 +502,15 @@ void unet_write_dot(const UNet *net, FILE *f)
     fprintf(f, "  out [label=\"GroupNorm, SiLU, conv_out 3x3\\n%d -> %d: eps_theta\", "
                "fillcolor=\"#f5e6c8\"];\n  out -> u0 [dir=back];\n}\n", c->ch, c->out_ch);
 }
+
+static Tensor *unet_model_forward(Tape *tp, const void *ctx, Tensor *xt, const int *t,
+                                  Rng *dropout_rng)
+{
+    return unet_forward(tp, ctx, xt, t, dropout_rng, dropout_rng != NULL);
+}
+
+Model unet_model(const UNet *net)
+{
+    return (Model){unet_model_forward, net, net->cfg.in_ch, net->cfg.out_ch,
+                   net->cfg.resolution};
+}

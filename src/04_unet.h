@@ -12,6 +12,7 @@
 
 #include "03_attention.h"
 #include "config.h"
+#include "model.h"
 
 #define UNET_MAX_LEVELS 6
 #define UNET_MAX_BLOCKS 4      // ResBlocks per level on the way up (num_res_blocks + 1)
@@ -88,6 +89,8 @@ void timestep_embedding(real *out, const int *t, int N, int dim);
 // eps_theta(x, t). `train` turns dropout on (drawing from rng); with the tape
 // not recording this is the no-grad forward of sampling and evaluation.
 Tensor *unet_forward(Tape *tp, const UNet *net, Tensor *x, const int *t, Rng *rng, int train);
+// The U-Net as a Model (model.h): training (dropout) when given an rng.
+Model unet_model(const UNet *net);
 
 void unet_write_dot(const UNet *net, FILE *f);      // the architecture, for Graphviz
 

@@ -1,8 +1,5 @@
 /* 06_elbo.c — the variational bound, the simple loss, bits per dimension.
  *
- * (About 760 lines: the bound's terms, the three parameterisations and the
- * per-image tape ops they need sit together; each function stays short.)
- *
  * Chapter 06 (book/06_elbo.md). Training maximises a lower bound on the
  * log-likelihood (Eq. 3), which the forward process lets us write as a sum
  * of per-step terms (Eq. 5):
@@ -20,11 +17,11 @@
  * calc_bpd_loop evaluates every term of the bound for a set of images, in
  * bits per dimension.
  *
- * The file is, in order: the small ops the bound needs (each a forward and
- * backward kernel on raw arrays plus an ag_ op, as in chapter 01: the
- * Gaussian KL, the discretised decoder, per-image reductions and scalings,
- * clip, channel slices, detach), then the reverse process, the losses and
- * the bits/dim loop. Names follow the official code (diffusion_utils_2.py).
+ * The file is, in order: the two ops of the bound itself (each a forward
+ * and backward kernel on raw arrays plus an ag_ op, as in chapter 01: the
+ * Gaussian KL and the discretised decoder), then the reverse process, the
+ * losses and the bits/dim loop. The per-image ops, clip and detach it builds
+ * on are chapter 01's; channel slices are chapter 02's. Names follow the official code (diffusion_utils_2.py).
  *
  * Shape legend: N images, C channels, H x W pixels, D = C*H*W values per
  * image, HW = H*W; t [N] code timesteps 0..T-1 (paper t = code t + 1).
@@ -85,12 +82,6 @@ int diffusion_parse(Diffusion *df, const char *mean, const char *var, const char
 int diffusion_out_channels(const Diffusion *df, int image_channels)
 {
     return df->var == VAR_LEARNED ? 2 * image_channels : image_channels;
-}
-
-int diffusion_check_net(const Diffusion *df, const UNet *net, Error *err)
-{
-    Model m = unet_model(net);
-    return model_check(df, &m, net->cfg.in_ch, net->cfg.resolution, net->cfg.resolution, err);
 }
 
 // NOTE: fixed-large is log(append(beta~[1], beta[1:])) as in the official
@@ -238,207 +229,6 @@ Tensor *ag_discretized_gaussian_log_likelihood(Tape *tp, Tensor *x, Tensor *mean
     discretized_gaussian_log_likelihood_forward(out->data, x->data, mean->data, logvar->data,
                                                 out->size);
     tape_record(tp, "discretized_gaussian_ll", dgll_node, out, 3, (Tensor *[]){x, mean, logvar});
-    return out;
-}
-
-/* ---- per-image ops: mean over an image, per-image coefficients ----------- */
-/* The schedule gives one coefficient per image (its timestep's), applied to
- * all D values of that image: broadcast forward, so the gradient of x is the
- * coefficient times dout. The coefficients are constants, not learned.     */
-
-void mean_flat_forward(real *out, const real *x, int N, size_t D)
-{
-    for (int n = 0; n < N; n++) out[n] = (real)(vec_sum(x + (size_t)n * D, D) / (double)D);
-}
-
-void mean_flat_backward(real *dx, const real *dout, int N, size_t D)
-{
-    for (int n = 0; n < N; n++) {
-        real g = dout[n] / (real)D;
-        for (size_t i = 0; i < D; i++) dx[(size_t)n * D + i] += g;
-    }
-}
-
-void axpby_per_sample_forward(real *out, const real *a, const real *x, const real *b,
-                              const real *y, int N, size_t D)
-{
-    for (int n = 0; n < N; n++) {
-        real *o = out + (size_t)n * D;
-        const real *xn = x + (size_t)n * D, *yn = y ? y + (size_t)n * D : NULL;
-        real an = a[n], bn = yn ? b[n] : 0;
-        // A zero coefficient skips its term rather than multiplying it (0 * inf
-        // is NaN): with 0/1 coefficients this op selects, like tf.where.
-        for (size_t i = 0; i < D; i++)
-            o[i] = (an != 0 ? an * xn[i] : 0) + (bn != 0 ? bn * yn[i] : 0);
-    }
-}
-
-void axpby_per_sample_backward(real *dx, real *dy, const real *dout, const real *a,
-                               const real *b, int N, size_t D)
-{
-    for (int n = 0; n < N; n++) {
-        if (dx) vec_axpy(dx + (size_t)n * D, a[n], dout + (size_t)n * D, D);
-        if (dy) vec_axpy(dy + (size_t)n * D, b[n], dout + (size_t)n * D, D);
-    }
-}
-
-void affine_per_sample_forward(real *out, const real *x, const real *a, const real *b,
-                               int N, size_t D)
-{
-    for (int n = 0; n < N; n++)
-        for (size_t i = 0; i < D; i++)
-            out[(size_t)n * D + i] = a[n] * x[(size_t)n * D + i] + b[n];
-}
-
-void affine_per_sample_backward(real *dx, const real *dout, const real *a, int N, size_t D)
-{
-    for (int n = 0; n < N; n++) vec_axpy(dx + (size_t)n * D, a[n], dout + (size_t)n * D, D);
-}
-
-static void mean_flat_node(Tape *tp, Node *nd)
-{
-    int N = nd->out->shape[0];
-    mean_flat_backward(tape_grad(tp, nd->in[0]), nd->out->grad, N, nd->in[0]->size / N);
-}
-
-// saved: the coefficients a [N] then b [N], copied: the caller's may not live.
-static void axpby_node(Tape *tp, Node *nd)
-{
-    const real *ab = nd->saved;
-    int N = nd->out->shape[0];
-    axpby_per_sample_backward(tape_grad_if(tp, nd->in[0]),
-                              nd->n_in > 1 ? tape_grad_if(tp, nd->in[1]) : NULL,
-                              nd->out->grad, ab, ab + N, N, nd->out->size / N);
-}
-
-static void affine_node(Tape *tp, Node *nd)
-{
-    int N = nd->out->shape[0];
-    affine_per_sample_backward(tape_grad(tp, nd->in[0]), nd->out->grad, nd->saved, N,
-                               nd->out->size / N);
-}
-
-Tensor *ag_mean_flat(Tape *tp, Tensor *x)
-{
-    int N = x->shape[0];
-    Tensor *out = tensor_1d(tp->arena, N);
-    mean_flat_forward(out->data, x->data, N, x->size / N);
-    tape_record(tp, "mean_flat", mean_flat_node, out, 1, &x);
-    return out;
-}
-
-static real *saved_coefs(Tape *tp, const real *a, const real *b, int N)
-{
-    real *ab = arena_alloc(tp->arena, 2 * (size_t)N * sizeof(real));
-    memcpy(ab, a, (size_t)N * sizeof(real));
-    if (b) memcpy(ab + N, b, (size_t)N * sizeof(real));
-    else memset(ab + N, 0, (size_t)N * sizeof(real));
-    return ab;
-}
-
-// out = a[n] x + b[n] y per image; y may be NULL (then out = a[n] x).
-Tensor *ag_axpby_per_sample(Tape *tp, const real *a, Tensor *x, const real *b, Tensor *y)
-{
-    if (y) tensor_check_same("axpby_per_sample", x, y);
-    int N = x->shape[0];
-    Tensor *out = tensor_like(tp->arena, x);
-    axpby_per_sample_forward(out->data, a, x->data, b, y ? y->data : NULL, N, x->size / N);
-    Node *nd = tape_record(tp, "axpby_per_sample", axpby_node, out, y ? 2 : 1,
-                           (Tensor *[]){x, y});
-    if (nd) nd->saved = saved_coefs(tp, a, y ? b : NULL, N);
-    return out;
-}
-
-Tensor *ag_affine_per_sample(Tape *tp, Tensor *x, const real *a, const real *b)
-{
-    int N = x->shape[0];
-    Tensor *out = tensor_like(tp->arena, x);
-    affine_per_sample_forward(out->data, x->data, a, b, N, x->size / N);
-    Node *nd = tape_record(tp, "affine_per_sample", affine_node, out, 1, &x);
-    if (nd) nd->saved = saved_coefs(tp, a, NULL, N);
-    return out;
-}
-
-/* ---- clip, channel slices, detach ----------------------------------------- */
-
-void clip_forward(real *out, const real *x, real lo, real hi, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
-}
-
-void clip_backward(real *dx, const real *dout, const real *x, real lo, real hi, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (x[i] >= lo && x[i] <= hi) dx[i] += dout[i];
-}
-
-void slice_channels_forward(real *out, const real *x, int N, int C, size_t HW, int c0, int nc)
-{
-    for (int n = 0; n < N; n++)
-        memcpy(out + (size_t)n * nc * HW, x + ((size_t)n * C + c0) * HW,
-               (size_t)nc * HW * sizeof(real));
-}
-
-void slice_channels_backward(real *dx, const real *dout, int N, int C, size_t HW, int c0, int nc)
-{
-    for (int n = 0; n < N; n++)
-        vec_axpy(dx + ((size_t)n * C + c0) * HW, 1, dout + (size_t)n * nc * HW, (size_t)nc * HW);
-}
-
-// saved: the bounds lo, hi.
-static void clip_node(Tape *tp, Node *nd)
-{
-    const real *lohi = nd->saved;
-    clip_backward(tape_grad(tp, nd->in[0]), nd->out->grad, nd->in[0]->data, lohi[0], lohi[1],
-                  nd->out->size);
-}
-
-static void slice_node(Tape *tp, Node *nd)
-{
-    Tensor *x = nd->in[0];
-    int N, C;
-    size_t HW;
-    tensor_nchw(x, &N, &C, &HW);
-    slice_channels_backward(tape_grad(tp, x), nd->out->grad, N, C, HW, nd->arg[0], nd->arg[1]);
-}
-
-Tensor *ag_clip(Tape *tp, Tensor *x, real lo, real hi)
-{
-    Tensor *out = tensor_like(tp->arena, x);
-    clip_forward(out->data, x->data, lo, hi, x->size);
-    Node *nd = tape_record(tp, "clip", clip_node, out, 1, &x);
-    if (nd) {
-        real *lohi = arena_alloc(tp->arena, 2 * sizeof(real));
-        lohi[0] = lo;
-        lohi[1] = hi;
-        nd->saved = lohi;
-    }
-    return out;
-}
-
-Tensor *ag_slice_channels(Tape *tp, Tensor *x, int c0, int nc)
-{
-    int N, C;
-    size_t HW;
-    tensor_nchw(x, &N, &C, &HW);
-    DDPM_CHECK(x->ndim == 4 && c0 >= 0 && nc > 0 && c0 + nc <= C,
-               "slice_channels: channels %d..%d of %d", c0, c0 + nc - 1, C);
-    Tensor *out = tensor_4d(tp->arena, N, nc, x->shape[2], x->shape[3]);
-    slice_channels_forward(out->data, x->data, N, C, HW, c0, nc);
-    Node *nd = tape_record(tp, "slice_channels", slice_node, out, 1, &x);
-    if (nd) { nd->arg[0] = c0; nd->arg[1] = nc; }
-    return out;
-}
-
-// The stop-gradient: a second Tensor header over the same values, with no
-// gradient and no history, so nothing that uses it reaches x in backward.
-Tensor *ag_detach(Tape *tp, Tensor *x)
-{
-    Tensor *out = arena_alloc(tp->arena, sizeof *out);
-    *out = *x;
-    out->grad = NULL;
-    out->requires_grad = 0;
-    out->name = "detach";
     return out;
 }
 
@@ -617,9 +407,8 @@ static Tensor *hybrid_losses(Tape *tp, const Diffusion *df, Tensor *out, Tensor 
                                w + N, vb);
 }
 
-Tensor *training_losses(Tape *tp, const Diffusion *df, const UNet *net, Tensor *x0,
-                        const int *t, Tensor *noise, Rng *dropout_rng, int train,
-                        real *per_sample)
+Tensor *training_losses(Tape *tp, const Diffusion *df, const Model *m, Tensor *x0,
+                        const int *t, Tensor *noise, Rng *dropout_rng, real *per_sample)
 {
     int N = x0->shape[0];
     tensor_check_same("training_losses", x0, noise);
@@ -630,7 +419,7 @@ Tensor *training_losses(Tape *tp, const Diffusion *df, const UNet *net, Tensor *
     // x_t ~ q(x_t | x0) with the given noise (Eq. 4), then the network.
     Tensor *xt = tensor_like(tp->arena, x0);
     q_sample(xt->data, x0->data, noise->data, t, N, x0->size / N, df->sched);
-    Tensor *out = unet_forward(tp, net, xt, t, dropout_rng, train);
+    Tensor *out = m->forward(tp, m->ctx, xt, t, dropout_rng);
     Tensor *losses;
     if (df->loss == LOSS_SIMPLE) losses = mse_losses(tp, df, out, x0, xt, t, noise);
     else if (df->loss == LOSS_VLB) losses = vb_terms_bpd(tp, df, out, x0, xt, t, 0, NULL);
@@ -648,17 +437,6 @@ void bpd_result_free(BpdResult *res)
     free(res->prior);
     free(res->total);
     memset(res, 0, sizeof *res);
-}
-
-static Tensor *unet_model_forward(Tape *tp, const void *ctx, Tensor *xt, const int *t)
-{
-    return unet_forward(tp, ctx, xt, t, NULL, 0);
-}
-
-Model unet_model(const UNet *net)
-{
-    return (Model){unet_model_forward, net, net->cfg.in_ch, net->cfg.out_ch,
-                   net->cfg.resolution};
 }
 
 int model_check(const Diffusion *df, const Model *m, int C, int H, int W, Error *err)
@@ -697,7 +475,7 @@ static void bpd_step(const Diffusion *df, const Model *m, const real *x0, int n0
     int *t = arena_alloc(tp->arena, (size_t)B * sizeof(int));
     for (int n = 0; n < B; n++) t[n] = step;
     q_sample(xt->data, x->data, xt->data, t, B, D, df->sched);   // ... for every t (Eq. 4)
-    Tensor *out = m->forward(tp, m->ctx, xt, t);
+    Tensor *out = m->forward(tp, m->ctx, xt, t, NULL);
     Tensor *x0_pred;
     Tensor *vb = vb_terms_bpd(tp, df, out, x, xt, t, clip, &x0_pred);
     for (int n = 0; n < B; n++) {

@@ -13,8 +13,9 @@
 #ifndef DDPM_ELBO_H
 #define DDPM_ELBO_H
 
-#include "04_unet.h"
+#include "02_conv.h"      // concat and slice_channels (the hybrid loss)
 #include "05_schedule.h"
+#include "model.h"
 
 typedef enum MeanType { MEAN_EPS, MEAN_X0, MEAN_MU } MeanType;  // what the network predicts
 typedef enum VarType  { VAR_FIXED_LARGE, VAR_FIXED_SMALL, VAR_LEARNED } VarType;
@@ -39,8 +40,6 @@ const char *mean_type_name(MeanType m);
 const char *var_type_name(VarType v);
 const char *loss_type_name(LossType l);
 int diffusion_out_channels(const Diffusion *df, int image_channels);  // 2x for learned
-// -1 with a message when the network's in/out channels do not fit df.
-int diffusion_check_net(const Diffusion *df, const UNet *net, Error *err);
 // The fixed log-variance of p(x_{t-1} | x_t) at code t (VAR_FIXED_*).
 double diffusion_fixed_logvar(const Diffusion *df, int t);
 
@@ -63,47 +62,16 @@ void discretized_gaussian_log_likelihood_forward(real *out, const real *x, const
 void discretized_gaussian_log_likelihood_backward(real *dmean, real *dlogvar, const real *dout,
                                                   const real *x, const real *mean,
                                                   const real *logvar, size_t n);
-// out [N] = mean of x [N, D] over each image.
-void mean_flat_forward(real *out, const real *x, int N, size_t D);
-void mean_flat_backward(real *dx, const real *dout, int N, size_t D);
-// out [N, D] = a[n] x + b[n] y (y may be NULL); a zero coefficient skips its term.
-void axpby_per_sample_forward(real *out, const real *a, const real *x, const real *b,
-                              const real *y, int N, size_t D);
-void axpby_per_sample_backward(real *dx, real *dy, const real *dout, const real *a,
-                               const real *b, int N, size_t D);
-// out [N, D] = a[n] x + b[n].
-void affine_per_sample_forward(real *out, const real *x, const real *a, const real *b,
-                               int N, size_t D);
-void affine_per_sample_backward(real *dx, const real *dout, const real *a, int N, size_t D);
-// out = min(max(x, lo), hi); the gradient passes where lo <= x <= hi.
-void clip_forward(real *out, const real *x, real lo, real hi, size_t n);
-void clip_backward(real *dx, const real *dout, const real *x, real lo, real hi, size_t n);
-// out [N, nc, HW] = channels c0 .. c0+nc-1 of x [N, C, HW].
-void slice_channels_forward(real *out, const real *x, int N, int C, size_t HW, int c0, int nc);
-void slice_channels_backward(real *dx, const real *dout, int N, int C, size_t HW, int c0, int nc);
 
 /* ---- ops on the tape ---------------------------------------------------- */
 
 Tensor *ag_normal_kl(Tape *tp, Tensor *mean1, Tensor *logvar1, Tensor *mean2, Tensor *logvar2);
 Tensor *ag_discretized_gaussian_log_likelihood(Tape *tp, Tensor *x, Tensor *mean, Tensor *logvar);
-Tensor *ag_mean_flat(Tape *tp, Tensor *x);                        // [N, ...] -> [N]
-Tensor *ag_axpby_per_sample(Tape *tp, const real *a, Tensor *x, const real *b, Tensor *y);
-Tensor *ag_affine_per_sample(Tape *tp, Tensor *x, const real *a, const real *b);
-Tensor *ag_clip(Tape *tp, Tensor *x, real lo, real hi);
-Tensor *ag_slice_channels(Tape *tp, Tensor *x, int c0, int nc);
-Tensor *ag_detach(Tape *tp, Tensor *x);   // same values, no gradient flows back
 
 /* ---- the model as the reverse process sees it ----------------------------- */
 
-// model_out = f(x_t, t), evaluated without gradients or dropout: the U-Net
-// (unet_model), or, in the tests of chapters 07 and 08, a denoiser whose
-// answer is known in closed form. in_ch/out_ch/resolution describe its shapes.
-typedef struct Model {
-    Tensor *(*forward)(Tape *tp, const void *ctx, Tensor *xt, const int *t);
-    const void *ctx;
-    int in_ch, out_ch, resolution;
-} Model;
-Model unet_model(const UNet *net);
+// A Model (model.h): the U-Net through unet_model (04_unet.h), or a
+// denoiser known in closed form in the tests.
 // -1 with a message unless images [C, H, W] fit the model and its output
 // channels fit df (2C for learned variance).
 int model_check(const Diffusion *df, const Model *m, int C, int H, int W, Error *err);
@@ -140,9 +108,9 @@ void prior_bpd(real *out, const real *x0, int N, size_t D, const Schedule *s);
 //           with the mean channels detached (improved DDPM: T * the term at
 //           a uniform t estimates the whole L_vlb; lambda T = 1 at T = 1000)
 // per_sample [N] (may be NULL) receives each image's loss.
-Tensor *training_losses(Tape *tp, const Diffusion *df, const UNet *net, Tensor *x0,
-                        const int *t, Tensor *noise, Rng *dropout_rng, int train,
-                        real *per_sample);
+// dropout_rng: the model's dropout masks (NULL: none, as in evaluation).
+Tensor *training_losses(Tape *tp, const Diffusion *df, const Model *m, Tensor *x0,
+                        const int *t, Tensor *noise, Rng *dropout_rng, real *per_sample);
 
 // Bits/dim of images under the model (official calc_bpd_loop): for every
 // code t = T-1 .. 0 a fresh x_t ~ q(x_t | x0) (noise drawn from rng, image

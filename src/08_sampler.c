@@ -26,7 +26,7 @@ void p_sample(Tape *tp, const Sampler *s, real *x, int N, int C, int H, int W, i
     vec_copy(xt->data, x, xt->size);
     int *ts = arena_alloc(tp->arena, (size_t)N * sizeof(int));
     for (int n = 0; n < N; n++) ts[n] = t;
-    Tensor *out = s->model->forward(tp, s->model->ctx, xt, ts);
+    Tensor *out = s->model->forward(tp, s->model->ctx, xt, ts, NULL);
     // For an eps model without clipping, mean is Algorithm 2's line 4:
     // (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) (Eq. 11).
     PMeanVar p = p_mean_variance(tp, s->df, out, xt, ts, s->clip);

@@ -324,7 +324,8 @@ int trainer_step(Trainer *tr, const Dataset *data, Error *err)
     dist_batch_slice(&tr->arena, &x0, &noise, tr->t, &rng);   // MPI: this rank's share
 
     params_zero_grad(&tr->net.params);
-    Tensor *loss = training_losses(&tr->tape, &tr->df, &tr->net, x0, tr->t, noise, &rng, 1, NULL);
+    Model model = unet_model(&tr->net);
+    Tensor *loss = training_losses(&tr->tape, &tr->df, &model, x0, tr->t, noise, &rng, NULL);
     tr->last_loss = dist_batch_loss(loss->data[0], B);   // the mean over the whole batch
     int rc = 0;
     if (!isfinite(tr->last_loss)) {

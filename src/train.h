@@ -14,6 +14,7 @@
 #ifndef DDPM_TRAIN_H
 #define DDPM_TRAIN_H
 
+#include "04_unet.h"
 #include "06_elbo.h"
 #include "data.h"
 

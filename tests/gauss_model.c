@@ -9,8 +9,10 @@ double gauss_posterior_x0(const GaussModel *g, double xt, int t)
     return g->m + sqrt(abar) * g->s2 * (xt - sqrt(abar) * g->m) / (abar * g->s2 + 1 - abar);
 }
 
-static Tensor *gauss_forward(Tape *tp, const void *ctx, Tensor *xt, const int *t)
+static Tensor *gauss_forward(Tape *tp, const void *ctx, Tensor *xt, const int *t,
+                             Rng *dropout_rng)
 {
+    (void)dropout_rng;   // a formula: nothing to drop
     const GaussModel *g = ctx;
     const Schedule *s = g->df->sched;
     int N = xt->shape[0], C = xt->shape[1], learned = g->df->var == VAR_LEARNED;

@@ -1,5 +1,6 @@
 /* gauss_model.h — a denoiser known in closed form, for the tests of the
- * sampler (chapter 08) and of rate–distortion (chapter 07).
+ * loss and the bound (chapter 06), rate–distortion (chapter 07) and the
+ * sampler (chapter 08).
  *
  * If every value of x_0 is drawn independently from N(m, s2), then x_t and
  * x_0 are jointly Gaussian and the best possible network is a formula:

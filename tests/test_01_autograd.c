@@ -255,6 +255,46 @@ START_TEST(grad_channel_broadcast)
 }
 END_TEST
 
+typedef struct PerSample { const real *a, *b; int op; } PerSample;
+
+static Tensor *f_per_sample(Tape *tp, Tensor **in, void *c)
+{
+    PerSample *p = c;
+    switch (p->op) {
+    case 0: return ag_mean_flat(tp, in[0]);
+    case 1: return ag_axpby_per_sample(tp, p->a, in[0], p->b, in[1]);
+    case 2: return ag_axpby_per_sample(tp, p->a, in[0], NULL, NULL);
+    case 3: return ag_affine_per_sample(tp, in[0], p->a, p->b);
+    default: return ag_clip(tp, in[0], -1, 1);
+    }
+}
+
+// The per-image ops: mean_flat, axpby (two inputs and one, a zero
+// coefficient among them), affine; and clip (values kept 0.01 away from the
+// kinks at -1 and 1).
+START_TEST(grad_per_sample_ops)
+{
+    static const char *names[] = {"mean_flat", "axpby_per_sample", "axpby_per_sample (x only)",
+                                  "affine_per_sample", "clip"};
+    Rng r;
+    rng_seed(&r, 13, 0);
+    real a[3] = {0.5, -2, 0}, b[3] = {1.5, 0, 0.25};
+    for (int op = 0; op < 5; op++) {
+        Arena ar;
+        arena_init(&ar, 1 << 16);
+        int shape[4] = {3, 4, 2, 3};
+        Tensor *in[2] = {gradcheck_random(&ar, &r, 4, shape, 1.5),
+                         gradcheck_random(&ar, &r, 4, shape, 1)};
+        if (op == 4)
+            for (size_t i = 0; i < in[0]->size; i++)
+                if (fabs(fabs(in[0]->data[i]) - 1) < 0.01) in[0]->data[i] *= 1.05;
+        PerSample p = {a, b, op};
+        ck_assert_gradcheck(names[op], gradcheck(f_per_sample, in, op == 1 ? 2 : 1, &p, op));
+        arena_free(&ar);
+    }
+}
+END_TEST
+
 // A two-layer perceptron, mean squared error: many ops composed, tensors
 // reused (x feeds two branches), gradients accumulated through the graph.
 static Tensor *f_mlp(Tape *tp, Tensor **in, void *c)
@@ -334,6 +374,7 @@ Suite *suite_01_autograd(void)
     tcase_add_loop_test(grad, grad_elementwise, 0, n_elem);
     tcase_add_test(grad, grad_matmul);
     tcase_add_test(grad, grad_channel_broadcast);
+    tcase_add_test(grad, grad_per_sample_ops);
     tcase_add_test(grad, grad_composite);
     tcase_add_test(grad, gradcheck_catches_wrong_gradient);
     tcase_set_timeout(grad, 120);

@@ -508,6 +508,12 @@ static Tensor *f_concat(Tape *tp, Tensor **in, void *c)
     return ag_concat(tp, in[0], in[1]);
 }
 
+static Tensor *f_slice(Tape *tp, Tensor **in, void *c)
+{
+    const int *c0_nc = c;
+    return ag_slice_channels(tp, in[0], c0_nc[0], c0_nc[1]);
+}
+
 START_TEST(grad_small_ops)
 {
     Rng r;
@@ -523,6 +529,8 @@ START_TEST(grad_small_ops)
         Tensor *cat[2] = {x, random_tensor(&ar, &r, 4, (int[]){N, 2 + t, H, W})};
         if (t == 2) cat[0]->requires_grad = 0;
         ck_assert_gradcheck("concat", gradcheck(f_concat, cat, 2, NULL, t));
+        int c0_nc[2] = {t > 0, 1 + t};   // channels 0..0 of 2, 1..2 of 3, 1..3 of 4
+        ck_assert_gradcheck("slice_channels", gradcheck(f_slice, &cat[1], 1, c0_nc, t));
         Tensor *lin[3] = {
             random_tensor(&ar, &r, 2, (int[]){N, in_f}),
             random_tensor(&ar, &r, 2, (int[]){out_f, in_f}),

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "04_unet.h"
 #include "06_elbo.h"
+#include "gauss_model.h"
 #include "gradcheck.h"
 
 #ifdef DDPM_DOUBLE
@@ -360,7 +362,8 @@ START_TEST(parse_and_errors)
     UNet net;
     mini_unet(&net, 1, 0.1, 1);
     df.var = VAR_LEARNED;
-    ck_assert_int_eq(diffusion_check_net(&df, &net, &err), -1);
+    Model model = unet_model(&net);
+    ck_assert_int_eq(model_check(&df, &model, 1, 8, 8, &err), -1);
     ck_assert_ptr_nonnull(strstr(err.msg, "needs 2"));
     unet_free(&net);
 }
@@ -388,7 +391,8 @@ START_TEST(losses_match_definitions)
     Tensor *x0 = tensor_new(&ar, 4, shape), *noise = random_tensor(&ar, &r, 4, shape, 1);
     random_images(&r, x0->data, x0->size, 0.1);
     real per[3];
-    Tensor *loss = training_losses(&tp, &df, &net, x0, t, noise, NULL, 0, per);
+    Model model = unet_model(&net);
+    Tensor *loss = training_losses(&tp, &df, &model, x0, t, noise, NULL, per);
     Tensor *xt = tensor_like(&ar, x0);
     q_sample(xt->data, x0->data, noise->data, t, N, 64, &s);
     Tensor *eps = unet_forward(&tp, &net, xt, t, NULL, 0);
@@ -406,12 +410,84 @@ START_TEST(losses_match_definitions)
     ck_assert(loss->requires_grad);
     // The bound: per image, the term vb_terms_bpd gives for the same x_t.
     df.loss = LOSS_VLB;
-    training_losses(&tp, &df, &net, x0, t, noise, NULL, 0, per);
+    training_losses(&tp, &df, &model, x0, t, noise, NULL, per);
     Tensor *vb = vb_terms_bpd(&tp, &df, eps, x0, xt, t, 0, NULL);
     for (int n = 0; n < N; n++) ck_assert(fabs(per[n] - vb->data[n]) < TOL * fmax(1, vb->data[n]));
     tape_free(&tp);
     arena_free(&ar);
     unet_free(&net);
+    schedule_free(&s);
+}
+END_TEST
+
+// With a dropout generator the U-Net runs in training mode: its masks change
+// the loss, and the same seed gives the same masks; without one the loss is
+// the evaluation loss.
+START_TEST(losses_train_mode_with_rng)
+{
+    Schedule s;
+    ck_assert_int_eq(schedule_init(&s, "linear", 1000, 1e-4, 0.02, NULL), 0);
+    Diffusion df = make_df(&s, "eps", "fixedlarge", "simple");
+    UNet net;
+    mini_unet(&net, 1, 0.1, 5);
+    net.cfg.dropout = 0.5;
+    Model model = unet_model(&net);
+    Arena ar;
+    arena_init(&ar, 1 << 20);
+    Tape tp;
+    tape_init(&tp, &ar);
+    Rng r;
+    rng_seed(&r, 5, 0);
+    int t[2] = {3, 600}, shape[4] = {2, 1, 8, 8};
+    Tensor *x0 = tensor_new(&ar, 4, shape), *noise = random_tensor(&ar, &r, 4, shape, 1);
+    random_images(&r, x0->data, x0->size, 0.1);
+    double loss[4];
+    for (int k = 0; k < 4; k++) {
+        Rng d;
+        rng_seed(&d, 77, 0);
+        loss[k] = training_losses(&tp, &df, &model, x0, t, noise, k < 2 ? NULL : &d, NULL)->data[0];
+    }
+    ck_assert(loss[0] == loss[1]);
+    ck_assert_msg(fabs(loss[2] - loss[0]) > 1e-6 * loss[0], "dropout did not change the loss");
+    ck_assert(loss[2] == loss[3]);
+    tape_free(&tp);
+    arena_free(&ar);
+    unet_free(&net);
+    schedule_free(&s);
+}
+END_TEST
+
+// training_losses takes any Model: with the Bayes-optimal denoiser of data
+// N(m, s2) per value (tests/gauss_model.h), L_simple at code t is, in
+// expectation, Var(eps | x_t) = abar s2 / (abar s2 + 1 - abar). 4096 values
+// per t: the mean of squares is within 5 standard errors (5 sqrt(2/4096) v).
+START_TEST(simple_loss_of_optimal_denoiser)
+{
+    Schedule s;
+    ck_assert_int_eq(schedule_init(&s, "linear", 1000, 1e-4, 0.02, NULL), 0);
+    Diffusion df = make_df(&s, "eps", "fixedlarge", "simple");
+    GaussModel g = {.df = &df, .m = 0.3, .s2 = 0.25, .channels = 1, .resolution = 32};
+    Model model = gauss_model(&g);
+    Arena ar;
+    arena_init(&ar, 1 << 20);
+    Tape tp;
+    tape_init(&tp, &ar);
+    Rng r;
+    rng_seed(&r, 41, 0);
+    int N = 4, shape[4] = {N, 1, 32, 32};
+    for (int code_t = 0; code_t < 1000; code_t += 333) {
+        int t[4] = {code_t, code_t, code_t, code_t};
+        Tensor *x0 = tensor_new(&ar, 4, shape), *noise = tensor_new(&ar, 4, shape);
+        rng_fill_normal(&r, x0->data, x0->size, g.m, sqrt(g.s2));
+        rng_fill_normal(&r, noise->data, noise->size, 0, 1);
+        double loss = training_losses(&tp, &df, &model, x0, t, noise, NULL, NULL)->data[0];
+        double abar = s.alphas_cumprod[code_t], v = abar * g.s2 / (abar * g.s2 + 1 - abar);
+        ck_assert_msg(fabs(loss - v) < 5 * sqrt(2.0 / 4096) * v, "t %d: loss %g, Var(eps | x_t) %g",
+                      code_t, loss, v);
+        tape_reset(&tp);
+    }
+    tape_free(&tp);
+    arena_free(&ar);
     schedule_free(&s);
 }
 END_TEST
@@ -697,46 +773,6 @@ START_TEST(grad_decoder)
 }
 END_TEST
 
-typedef struct PerSample { const real *a, *b; int op; } PerSample;
-
-static Tensor *f_per_sample(Tape *tp, Tensor **in, void *c)
-{
-    PerSample *p = c;
-    switch (p->op) {
-    case 0: return ag_mean_flat(tp, in[0]);
-    case 1: return ag_axpby_per_sample(tp, p->a, in[0], p->b, in[1]);
-    case 2: return ag_axpby_per_sample(tp, p->a, in[0], NULL, NULL);
-    case 3: return ag_affine_per_sample(tp, in[0], p->a, p->b);
-    case 4: return ag_clip(tp, in[0], -1, 1);
-    default: return ag_slice_channels(tp, in[0], 1, 2);
-    }
-}
-
-// mean_flat, axpby (two inputs and one, a zero coefficient among them),
-// affine, clip (values kept 0.01 away from the kinks at -1 and 1), and a
-// slice of channels 1..2 of 4.
-START_TEST(grad_per_sample_ops)
-{
-    static const char *names[] = {"mean_flat", "axpby_per_sample", "axpby_per_sample (x only)",
-                                  "affine_per_sample", "clip", "slice_channels"};
-    Rng r;
-    rng_seed(&r, 13, 0);
-    real a[3] = {0.5, -2, 0}, b[3] = {1.5, 0, 0.25};
-    for (int op = 0; op < 6; op++) {
-        Arena ar;
-        arena_init(&ar, 1 << 16);
-        int shape[4] = {3, 4, 2, 3};
-        Tensor *in[2] = {grad_tensor(&ar, &r, 4, shape, 1.5), grad_tensor(&ar, &r, 4, shape, 1)};
-        if (op == 4)
-            for (size_t i = 0; i < in[0]->size; i++)
-                if (fabs(fabs(in[0]->data[i]) - 1) < 0.01) in[0]->data[i] *= 1.05;
-        PerSample p = {a, b, op};
-        ck_assert_gradcheck(names[op], gradcheck(f_per_sample, in, op == 1 ? 2 : 1, &p, op));
-        arena_free(&ar);
-    }
-}
-END_TEST
-
 /* ---- grad: one bound term from the network output, every mean and variance - */
 
 typedef struct VbCtx { Diffusion df; Tensor *x0, *xt; int t[4]; } VbCtx;
@@ -830,7 +866,8 @@ static Tensor *f_loss(Tape *tp, Tensor **in, void *ctx)
     (void)in;
     LossCtx *c = ctx;
     if (c->df.loss == LOSS_HYBRID && !tp->recording) return hybrid_reference(tp, c);
-    return training_losses(tp, &c->df, c->net, c->x0, c->t, c->noise, NULL, 0, NULL);
+    Model model = unet_model(c->net);
+    return training_losses(tp, &c->df, &model, c->x0, c->t, c->noise, NULL, NULL);
 }
 
 START_TEST(grad_training_losses)
@@ -862,7 +899,8 @@ START_TEST(grad_training_losses)
         arena_init(&ar2, 1 << 20);
         Tape tp2;
         tape_init(&tp2, &ar2);
-        double a = training_losses(&tp2, &c.df, &net, c.x0, c.t, c.noise, NULL, 0, NULL)->data[0];
+        Model model = unet_model(&net);
+        double a = training_losses(&tp2, &c.df, &model, c.x0, c.t, c.noise, NULL, NULL)->data[0];
         double b = hybrid_reference(&tp2, &c)->data[0];
         ck_assert_msg(fabs(a - b) < 1e-12 * fabs(a), "hybrid %.15g, reference %.15g", a, b);
         tape_free(&tp2);
@@ -899,6 +937,8 @@ Suite *suite_06_elbo(void)
     tcase_add_test(core, vb_terms_by_definition);
     tcase_add_test(core, parse_and_errors);
     tcase_add_test(core, losses_match_definitions);
+    tcase_add_test(core, simple_loss_of_optimal_denoiser);
+    tcase_add_test(core, losses_train_mode_with_rng);
     tcase_add_test(core, bpd_loop_errors);
     tcase_set_timeout(core, 60);
     suite_add_tcase(s, core);
@@ -914,7 +954,6 @@ Suite *suite_06_elbo(void)
     TCase *grad = tcase_create("grad");
     tcase_add_test(grad, grad_normal_kl);
     tcase_add_test(grad, grad_decoder);
-    tcase_add_test(grad, grad_per_sample_ops);
     tcase_add_loop_test(grad, grad_vb_terms, 0, 9);
     tcase_set_timeout(grad, 120);
     suite_add_tcase(s, grad);

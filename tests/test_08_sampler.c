@@ -171,7 +171,7 @@ START_TEST(step_is_algorithm_2)
         p_sample(&tp, &f.s, x_new, 2, 1, 4, 4, t, rngs, NULL);
         Tensor *xt = tensor_4d(&ar, 2, 1, 4, 4);
         vec_copy(xt->data, x, 32);
-        Tensor *eps = f.model.forward(&tp, f.model.ctx, xt, tv);
+        Tensor *eps = f.model.forward(&tp, f.model.ctx, xt, tv, NULL);
         double beta = f.sched.betas[t], ab = f.sched.alphas_cumprod[t];
         for (int n = 0; n < 2; n++) {
             rng_seed(&rz, 7, (uint64_t)n);
