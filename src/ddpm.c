@@ -683,7 +683,7 @@ static int eval_open(const EvalOpts *f, EvalSet *e)
     data_batch(&e->data, e->x0, idx, e->n, NULL);
     free(idx);
     fprintf(stderr, "%s: %d images, T = %d, %s weights, x0_pred %sclipped\n", f->cmd, e->n,
-            e->m.sched.T, e->m.ema ? "EMA" : "raw", f->clip_x0 ? "" : "not ");
+            e->m.sched->T, e->m.ema ? "EMA" : "raw", f->clip_x0 ? "" : "not ");
     return 0;
 }
 
@@ -933,7 +933,7 @@ static int sample_run(const SampleOpts *o)
                         "(decay^steps); expect noisy samples: train longer, use a smaller --ema "
                         "in training, or sample with --use-ema 0\n", 100 * share);
     const UNet *net = &tm.net;
-    const Schedule *sc = &tm.sched;
+    const Schedule *sc = tm.sched;
     int C = net->cfg.in_ch, R = net->cfg.resolution, P = o->m.n < 8 ? o->m.n : 8;
     size_t D = (size_t)C * R * R;
     fprintf(stderr, "sample: %d images of %dx%dx%d, T = %d steps, %s weights, sigma^2 = %s, "

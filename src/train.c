@@ -93,8 +93,8 @@ static int alloc_state(Trainer *tr, Error *err)
     if (!tr->adam_m || !tr->adam_v || !tr->ema || !tr->t)
         return error_set(err, "out of memory for the optimiser state (%zu parameters)", n);
     vec_copy(tr->ema, tr->net.params.data, n);   // NOTE: EMA starts from the initial weights
-    arena_init(&tr->arena, 64 << 20);
-    tape_init(&tr->tape, &tr->arena);
+    arena_init(tr->arena, 64 << 20);
+    tape_init(&tr->tape, tr->arena);
     tr->order_epoch = -1;
     return 0;
 }
@@ -191,7 +191,7 @@ static int resume(Trainer *tr, const char *path, Error *err)
     } else if (meta_num(&f, "train.step", "0", 0, TRAIN_MAX_STEPS, 1, &step, err) == 0 &&
                read_settings(&f, &tr->cfg, err) == 0 &&
                settings_diffusion(&tr->cfg, &tr->df, err) == 0 &&
-               schedule_init(&tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) == 0 &&
+               schedule_init(tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) == 0 &&
                ckpt_load_file(&f, &tr->net, NULL, 0, err) == 0 &&
                check_out_ch(&f, &tr->net, &tr->df, err) == 0) {
         if (alloc_state(tr, err) == 0 && read_state(&f, &tr->net.params, "adam_m", tr->adam_m, err) == 0 &&
@@ -207,7 +207,7 @@ static int resume(Trainer *tr, const char *path, Error *err)
 static int fresh(Trainer *tr, const UNetConfig *ucfg, Error *err)
 {
     if (settings_diffusion(&tr->cfg, &tr->df, err) < 0 ||
-        schedule_init(&tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) < 0)
+        schedule_init(tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) < 0)
         return -1;
     UNetConfig c = *ucfg;
     c.out_ch = diffusion_out_channels(&tr->df, c.in_ch);
@@ -225,11 +225,16 @@ int trainer_init(Trainer *tr, const UNetConfig *ucfg, const TrainConfig *tc,
 {
     memset(tr, 0, sizeof *tr);
     tr->cfg = *tc;
-    if ((resume_path ? resume(tr, resume_path, err) : fresh(tr, ucfg, err)) < 0) {
+    tr->sched = calloc(1, sizeof *tr->sched);
+    tr->arena = calloc(1, sizeof *tr->arena);
+    int rc = !tr->sched || !tr->arena ? error_set(err, "out of memory for a trainer")
+           : resume_path              ? resume(tr, resume_path, err)
+                                      : fresh(tr, ucfg, err);
+    if (rc < 0) {
         trainer_free(tr);   // whatever was allocated before the failure
         return -1;
     }
-    tr->df.sched = &tr->sched;
+    tr->df.sched = tr->sched;
     return 0;
 }
 
@@ -241,9 +246,12 @@ void trainer_free(Trainer *tr)
     free(tr->t);
     free(tr->order);
     tape_free(&tr->tape);
-    if (tr->arena.head) arena_free(&tr->arena);
+    if (tr->arena) arena_free(tr->arena);
+    free(tr->arena);
     unet_free(&tr->net);
-    schedule_free(&tr->sched);
+    if (tr->sched) schedule_free(tr->sched);
+    free(tr->sched);
+    memset(tr, 0, sizeof *tr);
 }
 
 /* ---- one step ------------------------------------------------------------- */
@@ -314,14 +322,14 @@ int trainer_step(Trainer *tr, const Dataset *data, Error *err)
     int B = c->batch;
     Rng rng;
     rng_seed(&rng, c->seed, (unsigned long long)tr->step);   // everything this step draws
-    Tensor *x0 = tensor_4d(&tr->arena, B, data->c, data->h, data->w);
-    int *idx = arena_alloc(&tr->arena, sizeof(int) * (size_t)B);
+    Tensor *x0 = tensor_4d(tr->arena, B, data->c, data->h, data->w);
+    int *idx = arena_alloc(tr->arena, sizeof(int) * (size_t)B);
     for (int j = 0; j < B; j++) idx[j] = next_image(tr, data, tr->step * B + j);
     data_batch(data, x0->data, idx, B, c->flip ? &rng : NULL);
-    for (int j = 0; j < B; j++) tr->t[j] = (int)rng_below(&rng, (uint32_t)tr->sched.T);
-    Tensor *noise = tensor_like(&tr->arena, x0);
+    for (int j = 0; j < B; j++) tr->t[j] = (int)rng_below(&rng, (uint32_t)tr->sched->T);
+    Tensor *noise = tensor_like(tr->arena, x0);
     rng_fill_normal(&rng, noise->data, noise->size, 0, 1);
-    dist_batch_slice(&tr->arena, &x0, &noise, tr->t, &rng);   // MPI: this rank's share
+    dist_batch_slice(tr->arena, &x0, &noise, tr->t, &rng);   // MPI: this rank's share
 
     params_zero_grad(&tr->net.params);
     Tensor *loss = training_losses(&tr->tape, &tr->df, &tr->net, x0, tr->t, noise, &rng, 1, NULL);
@@ -343,7 +351,7 @@ int trainer_step(Trainer *tr, const Dataset *data, Error *err)
         }
     }
     tape_reset(&tr->tape);
-    arena_reset(&tr->arena);
+    arena_reset(tr->arena);
     return rc;
 }
 
@@ -496,10 +504,12 @@ int trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
     train_config_default(&c);
     int rc = read_settings(&f, &c, err) == 0 && settings_diffusion(&c, &m->df, err) == 0 &&
              meta_num(&f, "train.step", "-1", -1, TRAIN_MAX_STEPS, 1, &step, err) == 0 ? 0 : -1;
-    if (rc == 0) rc = schedule_init(&m->sched, "linear", c.T, 1e-4, 0.02, err);
+    if (rc == 0 && !(m->sched = calloc(1, sizeof *m->sched)))
+        rc = error_set(err, "%s: out of memory", path);
+    if (rc == 0) rc = schedule_init(m->sched, "linear", c.T, 1e-4, 0.02, err);
     if (rc == 0) rc = ckpt_load_file(&f, &m->net, cfg, force_cfg, err);
     if (rc == 0) rc = check_out_ch(&f, &m->net, &m->df, err);
-    m->df.sched = &m->sched;
+    m->df.sched = m->sched;
     m->ema = want_ema && st_find(&f, "train.ema.conv_out.bias") != NULL;
     if (rc == 0 && m->ema) rc = st_load_params(&f, &m->net.params, "train.ema.", 0, err);
     if (rc == 0) {
@@ -515,5 +525,7 @@ int trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
 void trained_model_free(TrainedModel *m)
 {
     unet_free(&m->net);
-    schedule_free(&m->sched);
+    if (m->sched) schedule_free(m->sched);
+    free(m->sched);
+    memset(m, 0, sizeof *m);
 }

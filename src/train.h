@@ -50,17 +50,21 @@ extern const ConfigKey train_keys[];
 #define TRAIN_MAX_BATCH 4096
 #define TRAIN_MAX_T 100000
 
+// A Trainer is a value: everything a member points at is on the heap (the
+// schedule df.sched uses, the arena the tape draws from), so a copy of the
+// struct, or the struct moved elsewhere, keeps working. trainer_free frees
+// it all, once, through any one copy.
 typedef struct Trainer {
     TrainConfig cfg;
-    Schedule sched;
+    Schedule *sched;         // owned; df.sched points at it
     Diffusion df;
     UNet net;
     real *adam_m, *adam_v;   // [params.total] Adam's moment estimates
     real *ema;               // [params.total] EMA of the weights
     long step;               // optimiser steps done
     double last_loss, last_grad_norm;
-    Arena arena;             // one step's activations, reset after each step
-    Tape tape;
+    Arena *arena;            // owned: one step's activations, reset after each step
+    Tape tape;               // draws from *arena
     int *t;                  // [batch] timesteps of the step
     int *order;              // [n] the current epoch's shuffled image order
     long order_epoch;        // which epoch `order` holds (-1: none)
@@ -91,10 +95,11 @@ int  train_run(Trainer *tr, const Dataset *data, Error *err);
 // A trained model to evaluate or sample from: the network (its EMA weights
 // when want_ema is set and the checkpoint has them), and the schedule and
 // diffusion its train.* metadata describes (the paper's linear schedule,
-// beta 1e-4 -> 0.02, with the file's train.T, 1000 if absent).
+// beta 1e-4 -> 0.02, with the file's train.T, 1000 if absent). A value,
+// like Trainer: a copy keeps working.
 typedef struct TrainedModel {
     UNet net;
-    Schedule sched;
+    Schedule *sched;      // owned; df.sched points at it
     Diffusion df;
     int ema;              // the EMA weights were loaded
     long step;            // optimiser steps it was trained for (-1: not recorded)
