@@ -21,7 +21,8 @@
 #include <string.h>
 
 #include "07_ratedist.h"
-#include "train.h"
+#include "checkpoint.h"
+#include "data.h"
 #include "progress.h"
 
 typedef struct Loaded {

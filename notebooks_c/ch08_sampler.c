@@ -18,7 +18,8 @@
 
 #include "08_sampler.h"
 #include "progress.h"
-#include "train.h"
+#include "checkpoint.h"
+#include "data.h"
 
 static int T, C, R;
 static size_t D;

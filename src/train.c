@@ -114,43 +114,7 @@ static int read_state(const StFile *f, const ParamSet *ps, const char *what, rea
     return 0;
 }
 
-static const char *meta_or(const StFile *f, const char *key, const char *fallback)
-{
-    const char *v = st_meta(f, key);
-    return v ? v : fallback;
-}
-
-// Metadata `key` (or `fallback` when absent) as a number in [lo, hi], a
-// whole one if `whole`: strict, since a checkpoint may come from anyone.
-static int meta_num(const StFile *f, const char *key, const char *fallback, double lo,
-                    double hi, int whole, double *out, Error *err)
-{
-    const char *v = meta_or(f, key, fallback);
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || *end || errno == ERANGE || !(x >= lo && x <= hi) || (whole && x != floor(x)))
-        return error_set(err, "%s: metadata %s = '%.40s' is not a %s in %g..%g", f->path, key,
-                         v, whole ? "whole number" : "number", lo, hi);
-    *out = x;
-    return 0;
-}
-
-// The network must give what the diffusion expects of it: in_ch channels
-// (eps, x0 or mu), twice that with a learned variance.
-static int check_out_ch(const StFile *f, const UNet *net, const Diffusion *df, Error *err)
-{
-    int want = diffusion_out_channels(df, net->cfg.in_ch);
-    if (net->cfg.out_ch == want) return 0;
-    return error_set(err, "%s: the network has %d output channels but its diffusion (%s, %s) "
-                          "needs %d", f->path, net->cfg.out_ch, mean_type_name(df->mean),
-                     var_type_name(df->var), want);
-}
-
-// The settings stored by trainer_save (the KEY_STORED rows) into c, each
-// checked against the range the command line allows; a key the file lacks
-// takes the value of train_config_default.
-static int read_settings(const StFile *f, TrainConfig *c, Error *err)
+int train_config_read(const StFile *f, TrainConfig *c, Error *err)
 {
     TrainConfig d;
     train_config_default(&d);
@@ -168,8 +132,7 @@ static int read_settings(const StFile *f, TrainConfig *c, Error *err)
     return 0;
 }
 
-// The diffusion of the settings (refusing the combinations that cannot train).
-static int settings_diffusion(const TrainConfig *c, Diffusion *df, Error *err)
+int train_config_diffusion(const TrainConfig *c, Diffusion *df, Error *err)
 {
     return diffusion_parse(df, mean_type_name(c->mean), var_type_name(c->var),
                            loss_type_name(c->loss), err);
@@ -188,12 +151,12 @@ static int resume(Trainer *tr, const char *path, Error *err)
     if (!st_meta(&f, "train.step")) {
         error_set(err, "%s: not a training checkpoint (no train.step): use it with "
                        "ddpm sample/bpd, or start a new run", path);
-    } else if (meta_num(&f, "train.step", "0", 0, TRAIN_MAX_STEPS, 1, &step, err) == 0 &&
-               read_settings(&f, &tr->cfg, err) == 0 &&
-               settings_diffusion(&tr->cfg, &tr->df, err) == 0 &&
+    } else if (ckpt_meta_num(&f, "train.step", "0", 0, TRAIN_MAX_STEPS, 1, &step, err) == 0 &&
+               train_config_read(&f, &tr->cfg, err) == 0 &&
+               train_config_diffusion(&tr->cfg, &tr->df, err) == 0 &&
                schedule_init(tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) == 0 &&
                ckpt_load_file(&f, &tr->net, NULL, 0, err) == 0 &&
-               check_out_ch(&f, &tr->net, &tr->df, err) == 0) {
+               ckpt_check_out_ch(&f, &tr->net, &tr->df, err) == 0) {
         if (alloc_state(tr, err) == 0 && read_state(&f, &tr->net.params, "adam_m", tr->adam_m, err) == 0 &&
             read_state(&f, &tr->net.params, "adam_v", tr->adam_v, err) == 0 &&
             read_state(&f, &tr->net.params, "ema", tr->ema, err) == 0)
@@ -206,7 +169,7 @@ static int resume(Trainer *tr, const char *path, Error *err)
 
 static int fresh(Trainer *tr, const UNetConfig *ucfg, Error *err)
 {
-    if (settings_diffusion(&tr->cfg, &tr->df, err) < 0 ||
+    if (train_config_diffusion(&tr->cfg, &tr->df, err) < 0 ||
         schedule_init(tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) < 0)
         return -1;
     UNetConfig c = *ucfg;
@@ -484,48 +447,4 @@ int train_run(Trainer *tr, const Dataset *data, Error *err)
     if (stop_signal) fprintf(stderr, "interrupted at step %ld: state saved to %s (continue with --resume %s)\n",
                              tr->step, ckpt, ckpt);
     return 0;
-}
-
-/* ---- a trained model, for evaluation and sampling ------------------------- */
-
-int trained_model_load(TrainedModel *m, const char *path, int want_ema, Error *err)
-{
-    return trained_model_load_cfg(m, path, want_ema, NULL, 0, err);
-}
-
-int trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
-                           const UNetConfig *cfg, int force_cfg, Error *err)
-{
-    memset(m, 0, sizeof *m);
-    StFile f;
-    if (st_open(path, &f, err) < 0) return -1;
-    double step;
-    TrainConfig c;
-    train_config_default(&c);
-    int rc = read_settings(&f, &c, err) == 0 && settings_diffusion(&c, &m->df, err) == 0 &&
-             meta_num(&f, "train.step", "-1", -1, TRAIN_MAX_STEPS, 1, &step, err) == 0 ? 0 : -1;
-    if (rc == 0 && !(m->sched = calloc(1, sizeof *m->sched)))
-        rc = error_set(err, "%s: out of memory", path);
-    if (rc == 0) rc = schedule_init(m->sched, "linear", c.T, 1e-4, 0.02, err);
-    if (rc == 0) rc = ckpt_load_file(&f, &m->net, cfg, force_cfg, err);
-    if (rc == 0) rc = check_out_ch(&f, &m->net, &m->df, err);
-    m->df.sched = m->sched;
-    m->ema = want_ema && st_find(&f, "train.ema.conv_out.bias") != NULL;
-    if (rc == 0 && m->ema) rc = st_load_params(&f, &m->net.params, "train.ema.", 0, err);
-    if (rc == 0) {
-        m->step = (long)step;
-        m->ema_decay = st_meta(&f, "train.ema_decay") ? c.ema_decay : 0;
-        snprintf(m->data, sizeof m->data, "%s", meta_or(&f, "train.data", ""));
-    }
-    st_close(&f);
-    if (rc < 0) trained_model_free(m);
-    return rc;
-}
-
-void trained_model_free(TrainedModel *m)
-{
-    unet_free(&m->net);
-    if (m->sched) schedule_free(m->sched);
-    free(m->sched);
-    memset(m, 0, sizeof *m);
 }
