@@ -20,6 +20,7 @@
 #include "progress.h"
 #include "checkpoint.h"
 #include "data.h"
+#include "image.h"
 
 static int T, C, R;
 static size_t D;

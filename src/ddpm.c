@@ -33,6 +33,7 @@
 #include "09_metrics.h"
 #include "classifier.h"
 #include "dist.h"
+#include "image.h"
 #include "sha256.h"
 
 #define DDPM_VERSION "0.1.0"
