@@ -16,6 +16,7 @@
 
 #include "05_schedule.h"
 #include "data.h"
+#include "image.h"
 
 enum { T = 1000, ROWS = 5, COLS = 7, ZOOM = 3 };
 

@@ -24,7 +24,6 @@
 
 #include "05_schedule.h"
 #include "06_elbo.h"     // approx_std_normal_cdf
-#include "07_ratedist.h"   // rd_mean_se
 #include "train.h"
 
 static int EVAL_IMAGES = 32;   // EVAL_N in the environment changes it (e.g. for a quick try)
@@ -96,10 +95,10 @@ static int evaluate(Run *run, const Dataset *test)
         return -1;
     }
     double *col = malloc(sizeof(double) * n), se;
-    rd_mean_se(r.total, n, &run->total, &run->total_se);
-    rd_mean_se(r.prior, n, &run->prior, &se);
+    bpd_mean_se(r.total, n, &run->total, &run->total_se);
+    bpd_mean_se(r.prior, n, &run->prior, &se);
     for (int i = 0; i < n; i++) col[i] = r.terms[i];
-    rd_mean_se(col, n, &run->decoder, &se);
+    bpd_mean_se(col, n, &run->decoder, &se);
     run->terms = run->total - run->prior - run->decoder;
     snprintf(path, sizeof path, "figures/data/ch06_terms_%s.dat", run->name);
     FILE *f = fopen(path, "w");
@@ -107,7 +106,7 @@ static int evaluate(Run *run, const Dataset *test)
     for (int t = 0; t < r.T; t++) {
         for (int i = 0; i < n; i++) col[i] = r.terms[(size_t)t * n + i];
         double m;
-        rd_mean_se(col, n, &m, &se);
+        bpd_mean_se(col, n, &m, &se);
         fprintf(f, "%d %.8g\n", t + 1, m);
     }
     fclose(f);

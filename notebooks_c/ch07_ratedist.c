@@ -21,7 +21,8 @@
 #include <string.h>
 
 #include "07_ratedist.h"
-#include "train.h"
+#include "checkpoint.h"
+#include "data.h"
 #include "progress.h"
 
 typedef struct Loaded {
@@ -145,7 +146,7 @@ static void write_table(const Loaded *L, const Dataset *d, const RDCurve *rd, do
 // clipped (the defaults of ddpm rd). Returns the seconds it took, or -1.
 static double evaluate(const Loaded *L, const Dataset *test, const real *x0, int N, RDCurve *rd)
 {
-    int T = L->m.sched.T;
+    int T = L->m.sched->T;
     fprintf(stderr, "evaluating %d images x %d steps: about %.1f minutes on two cores\n", N, T,
             N * T * seconds_per_step(L->m.net.cfg.name) / 60);
     Rng rng;
@@ -258,7 +259,7 @@ int main(int argc, char **argv)
     snprintf(title, sizeof title, "Progressive lossy coding (Figure 5). Ours: %s, %d test images",
              L.label, N);
     snprintf(ours, sizeof ours, "ours, %s, %s steps", *L.m.data ? L.m.data : test.name, L.steps);
-    write_plot(title, ours, "paper, CIFAR-10, 35.7M params", L.m.sched.T, baseline);
+    write_plot(title, ours, "paper, CIFAR-10, 35.7M params", L.m.sched->T, baseline);
     write_table(&L, &test, &rd, secs, baseline);
     rd_free(&rd);
     free(x0);

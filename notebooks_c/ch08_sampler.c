@@ -18,7 +18,9 @@
 
 #include "08_sampler.h"
 #include "progress.h"
-#include "train.h"
+#include "checkpoint.h"
+#include "data.h"
+#include "image.h"
 
 static int T, C, R;
 static size_t D;
@@ -155,7 +157,7 @@ int main(void)
         return 1;
     }
     const char *data_name = *tm.data ? tm.data : "?";
-    T = tm.sched.T, C = tm.net.cfg.in_ch, R = tm.net.cfg.resolution;
+    T = tm.sched->T, C = tm.net.cfg.in_ch, R = tm.net.cfg.resolution;
     D = (size_t)C * R * R;
     fprintf(stderr, "ch08: %s (%s, step %ld), %d samples; about %.0f minutes on two cores\n",
             ckpt, data_name, tm.step, N, (2.0 * N * T + 16500 + 17600) * 0.0075 / 60);

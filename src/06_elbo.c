@@ -29,6 +29,7 @@
  */
 #include "06_elbo.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>   // exp(), log(), fabs() pick the float or double version
@@ -437,6 +438,62 @@ void bpd_result_free(BpdResult *res)
     free(res->prior);
     free(res->total);
     memset(res, 0, sizeof *res);
+}
+
+/* ---- the report of ddpm bpd -------------------------------------------------- */
+
+void bpd_mean_se(const double *x, int n, double *mean, double *se)
+{
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
+    *se = n > 1 ? sqrt(s2 / (n - 1) / n) : 0;
+}
+
+int bpd_print_summary(FILE *f, const BpdResult *r, Error *err)
+{
+    int n = r->N;
+    double *col = malloc(sizeof(double) * (size_t)n), m, se;
+    if (!col) return error_set(err, "out of memory for the summary of %d images", n);
+    bpd_mean_se(r->total, n, &m, &se);
+    fprintf(f, "total   %.5f +- %.5f bits/dim\n", m, se);
+    bpd_mean_se(r->prior, n, &m, &se);
+    fprintf(f, "prior   %.5f +- %.5f bits/dim\n", m, se);
+    for (int i = 0; i < n; i++) {
+        col[i] = 0;
+        for (int t = 1; t < r->T; t++) col[i] += r->terms[(size_t)t * n + i];
+    }
+    bpd_mean_se(col, n, &m, &se);
+    fprintf(f, "terms   %.5f +- %.5f bits/dim\n", m, se);
+    bpd_mean_se(r->terms, n, &m, &se);   // code t = 0: the decoder
+    fprintf(f, "decoder %.5f +- %.5f bits/dim\n", m, se);
+    free(col);
+    return 0;
+}
+
+int bpd_write_csv(const char *path, const BpdResult *r, Error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return error_set(err, "%s: cannot write (%s)", path, strerror(errno));
+    double m, se, *col = malloc(sizeof(double) * (size_t)r->N);
+    if (!col) {
+        fclose(f);
+        return error_set(err, "%s: out of memory", path);
+    }
+    bpd_mean_se(r->prior, r->N, &m, &se);
+    fprintf(f, "# prior_bpd=%.8f prior_se=%.8f images=%d\n", m, se, r->N);
+    fprintf(f, "t,term_bpd,term_se,mse_x0\n");
+    for (int t = 0; t < r->T; t++) {
+        double mm, ms;
+        for (int n = 0; n < r->N; n++) col[n] = r->terms[(size_t)t * r->N + n];
+        bpd_mean_se(col, r->N, &m, &se);
+        for (int n = 0; n < r->N; n++) col[n] = r->mse[(size_t)t * r->N + n];
+        bpd_mean_se(col, r->N, &mm, &ms);
+        fprintf(f, "%d,%.8f,%.8f,%.8f\n", t, m, se, mm);
+    }
+    free(col);
+    return fclose(f) == 0 ? 0 : error_set(err, "%s: write failed", path);
 }
 
 int model_check(const Diffusion *df, const Model *m, int C, int H, int W, Error *err)

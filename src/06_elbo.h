@@ -130,4 +130,13 @@ int  calc_bpd_loop(const Diffusion *df, const Model *m, const real *x0, int N, i
                    void (*progress)(void *ctx, long done, long total), void *ctx, Error *err);
 void bpd_result_free(BpdResult *res);
 
+// The report of ddpm bpd. bpd_mean_se: the mean of x[0..n) and its standard
+// error (n - 1 in the variance). bpd_print_summary: total, prior (L_T),
+// terms (L_1..L_{T-1}) and decoder (L_0) in bits/dim, each +- its standard
+// error over images, one line each. bpd_write_csv: a "# prior_bpd=..." line,
+// then t,term_bpd,term_se,mse_x0 for every code t (t = 0 is L_0).
+void bpd_mean_se(const double *x, int n, double *mean, double *se);
+int  bpd_print_summary(FILE *f, const BpdResult *r, Error *err);
+int  bpd_write_csv(const char *path, const BpdResult *r, Error *err);
+
 #endif

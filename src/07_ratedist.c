@@ -39,15 +39,6 @@ const RDPoint rd_paper_table4[RD_PAPER_ROWS] = {
     {700, 0.02866, 24.44}, {900, 0.11994, 12.02}, {1000, 1.77581, 0.95},
 };
 
-void rd_mean_se(const double *x, int n, double *mean, double *se)
-{
-    double s = 0, s2 = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    *mean = s / n;
-    for (int i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
-    *se = n > 1 ? sqrt(s2 / (n - 1) / n) : 0;
-}
-
 void rd_free(RDCurve *rd)
 {
     free(rd->rate);
@@ -76,7 +67,7 @@ static void rd_alloc(RDCurve *rd, int T, int N)
 static void rmse_255(const double *mse, int N, double *rmse, double *se)
 {
     double m, m_se;
-    rd_mean_se(mse, N, &m, &m_se);
+    bpd_mean_se(mse, N, &m, &m_se);
     *rmse = PIXEL_SCALE * sqrt(m);
     *se = m > 0 ? PIXEL_SCALE * m_se / (2 * sqrt(m)) : 0;
 }
@@ -94,13 +85,13 @@ void rd_from_bpd(RDCurve *rd, const BpdResult *r)
         // ... which was sent given x_{t+1}: the term at code t + 1 (Alg. 3)
         if (k > 1)
             for (int n = 0; n < N; n++) sent[n] += r->terms[(size_t)(t + 1) * N + n];
-        rd_mean_se(sent, N, &rd->rate[k - 1], &rd->rate_se[k - 1]);
+        bpd_mean_se(sent, N, &rd->rate[k - 1], &rd->rate_se[k - 1]);
         rmse_255(r->mse + (size_t)t * N, N, &rd->dist[k - 1], &rd->dist_se[k - 1]);
     }
     double se;
-    rd_mean_se(r->prior, N, &rd->prior, &se);
-    rd_mean_se(r->terms, N, &rd->decoder, &rd->decoder_se);   // code t = 0: L_0
-    rd_mean_se(r->total, N, &rd->total, &rd->total_se);
+    bpd_mean_se(r->prior, N, &rd->prior, &se);
+    bpd_mean_se(r->terms, N, &rd->decoder, &rd->decoder_se);   // code t = 0: L_0
+    bpd_mean_se(r->total, N, &rd->total, &rd->total_se);
     free(sent);
 }
 
@@ -115,6 +106,16 @@ int rate_distortion(const Diffusion *df, const Model *m, const real *x0, int N, 
     rd_from_bpd(rd, &r);
     bpd_result_free(&r);
     return 0;
+}
+
+int rd_report(FILE *f, const char *csv, const BpdResult *r, Error *err)
+{
+    RDCurve rd;
+    rd_from_bpd(&rd, r);
+    rd_print_summary(f, &rd);
+    int rc = rd_write_csv(csv, &rd, err);
+    rd_free(&rd);
+    return rc;
 }
 
 int rd_write_csv(const char *path, const RDCurve *rd, Error *err)

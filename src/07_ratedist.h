@@ -46,6 +46,9 @@ void rd_free(RDCurve *rd);
 // Columns steps,t,rate_bpd,rate_se,rmse,rmse_se (t in paper numbering),
 // after one "# ..." line with the summary (total, decoder, prior, images).
 int  rd_write_csv(const char *path, const RDCurve *rd, Error *err);
+// The report of ddpm rd from a bound computed elsewhere (there, split over
+// MPI ranks): rd_from_bpd, rd_print_summary on f, rd_write_csv to csv.
+int  rd_report(FILE *f, const char *csv, const BpdResult *r, Error *err);
 
 // The paper's Table 4 (CIFAR-10, 35.7M parameters, 800k steps).
 typedef struct RDPoint { int steps; double rate, rmse; } RDPoint;
@@ -54,8 +57,5 @@ extern const RDPoint rd_paper_table4[RD_PAPER_ROWS];
 // Total rate, decoder and final RMSE, then rate and distortion at 1, 100,
 // 300, ..., T steps received, each beside the paper's value where it has one.
 void rd_print_summary(FILE *f, const RDCurve *rd);
-
-// Mean and standard error of the mean of x[0..n) (n - 1 in the variance).
-void rd_mean_se(const double *x, int n, double *mean, double *se);
 
 #endif

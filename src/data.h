@@ -36,11 +36,4 @@ const char *data_default_path(void);
 // left-right with probability 1/2 when rng is not NULL.
 void data_batch(const Dataset *d, real *x, const int *idx, int B, Rng *rng);
 
-// A grid of images x [n, c, h, w] in [-1, 1] as one PNG: cols per row (at
-// most n), 2-pixel gutters of mid grey around every image, values clipped to
-// [-1, 1] and rounded to 0..255. c = 1 (grey) or 3 (RGB). Written atomically
-// (temp file, rename): a failed write leaves an existing file unchanged.
-int image_write_grid(const char *path, const real *x, int n, int c, int h, int w,
-                     int cols, Error *err);
-
 #endif

@@ -1,6 +1,6 @@
 /* ddpm.c — the command-line program that composes the chapters.
  *
- * (About 1,400 lines: eleven commands, each an options struct with its
+ * (About 1,350 lines: eleven commands, each an options struct with its
  * table of flags and its usage text, a parse step and a run function that
  * takes the parsed options; the work itself is in the numbered modules, the
  * flag parsing in cli.c.)
@@ -33,6 +33,7 @@
 #include "09_metrics.h"
 #include "classifier.h"
 #include "dist.h"
+#include "image.h"
 #include "sha256.h"
 
 #define DDPM_VERSION "0.1.0"
@@ -614,32 +615,6 @@ static int eval_parse(void *opts, EvalOpts *o, Cli *cli, int argc, char **argv, 
     return 0;
 }
 
-static int write_bpd_csv(const char *path, const BpdResult *r, Error *err)
-{
-    FILE *f = fopen(path, "w");
-    if (!f) return error_set(err, "%s: cannot write (%s)", path, strerror(errno));
-    double m, se, *col = malloc(sizeof(double) * (size_t)r->N);
-    if (!col) {
-        fclose(f);
-        return error_set(err, "%s: out of memory", path);
-    }
-    rd_mean_se(r->prior, r->N, &m, &se);
-    fprintf(f, "# prior_bpd=%.8f prior_se=%.8f images=%d\n", m, se, r->N);
-    fprintf(f, "t,term_bpd,term_se,mse_x0\n");
-    for (int t = 0; t < r->T; t++) {
-        double mm, ms;
-        for (int n = 0; n < r->N; n++) col[n] = r->terms[(size_t)t * r->N + n];
-        rd_mean_se(col, r->N, &m, &se);
-        for (int n = 0; n < r->N; n++) col[n] = r->mse[(size_t)t * r->N + n];
-        rd_mean_se(col, r->N, &mm, &ms);
-        fprintf(f, "%d,%.8f,%.8f,%.8f\n", t, m, se, mm);
-    }
-    free(col);
-    return fclose(f) == 0 ? 0 : error_set(err, "%s: write failed", path);
-}
-
-// What ddpm bpd and ddpm rd evaluate: the checkpoint's network (its EMA
-// weights unless --ema 0), its diffusion, and the first n test images.
 // What ddpm bpd and ddpm rd evaluate: the checkpoint's network (its EMA
 // weights unless --use-ema 0), its diffusion, and the first n test images.
 typedef struct EvalSet {
@@ -683,7 +658,7 @@ static int eval_open(const EvalOpts *f, EvalSet *e)
     data_batch(&e->data, e->x0, idx, e->n, NULL);
     free(idx);
     fprintf(stderr, "%s: %d images, T = %d, %s weights, x0_pred %sclipped\n", f->cmd, e->n,
-            e->m.sched.T, e->m.ema ? "EMA" : "raw", f->clip_x0 ? "" : "not ");
+            e->m.sched->T, e->m.ema ? "EMA" : "raw", f->clip_x0 ? "" : "not ");
     return 0;
 }
 
@@ -712,31 +687,13 @@ static int bpd_run(const EvalOpts *o)
     BpdResult r;
     rc = eval_bound(f, &e, &r, &err);
     if (rc == 0) {
-        int n = e.n;
-        double *col = malloc(sizeof(double) * (size_t)n), m, se;
-        if (!col) {
-            bpd_result_free(&r);
-            eval_close(&e);
-            error_set(&err, "--n %d: out of memory", n);
-            return fail("bpd", &err);
-        }
-        printf("# %s, %d %s images, %s\n", f->ckpt, n,
+        printf("# %s, %d %s images, %s\n", f->ckpt, e.n,
                f->split && !strcmp(f->split, "train") ? "training" : "test", e.data.name);
-        rd_mean_se(r.total, n, &m, &se);
-        printf("total   %.5f +- %.5f bits/dim\n", m, se);
-        rd_mean_se(r.prior, n, &m, &se);
-        printf("prior   %.5f +- %.5f bits/dim\n", m, se);
-        for (int i = 0; i < n; i++) {
-            col[i] = 0;
-            for (int t = 1; t < r.T; t++) col[i] += r.terms[(size_t)t * n + i];
-        }
-        rd_mean_se(col, n, &m, &se);
-        printf("terms   %.5f +- %.5f bits/dim\n", m, se);
-        rd_mean_se(r.terms, n, &m, &se);   // code t = 0: the decoder
-        printf("decoder %.5f +- %.5f bits/dim\n", m, se);
-        free(col);
-        if (f->csv && write_bpd_csv(f->csv, &r, &err) < 0) rc = -1;
-        else if (f->csv) fprintf(stderr, "wrote %s\n", f->csv);
+        if (bpd_print_summary(stdout, &r, &err) < 0 ||
+            (f->csv && bpd_write_csv(f->csv, &r, &err) < 0))
+            rc = -1;
+        else if (f->csv)
+            fprintf(stderr, "wrote %s\n", f->csv);
         bpd_result_free(&r);
     }
     eval_close(&e);
@@ -772,16 +729,12 @@ static int rd_run(const EvalOpts *o)
     Error err;
     BpdResult r;
     rc = eval_bound(f, &e, &r, &err);
-    if (rc == 0) {
-        RDCurve rd;
-        rd_from_bpd(&rd, &r);   // what rate_distortion does
-        bpd_result_free(&r);
+    if (rc == 0) {   // the bound (split over MPI ranks), then chapter 07's report of it
         printf("# %s, %d %s images, %s; paper: CIFAR-10, 35.7M params\n", f->ckpt, e.n,
                f->split && !strcmp(f->split, "train") ? "training" : "test", e.data.name);
-        rd_print_summary(stdout, &rd);
-        rc = rd_write_csv(f->csv, &rd, &err);
+        rc = rd_report(stdout, f->csv, &r, &err);
         if (rc == 0) fprintf(stderr, "wrote %s\n", f->csv);
-        rd_free(&rd);
+        bpd_result_free(&r);
     }
     eval_close(&e);
     return rc < 0 ? fail("rd", &err) : 0;
@@ -933,7 +886,7 @@ static int sample_run(const SampleOpts *o)
                         "(decay^steps); expect noisy samples: train longer, use a smaller --ema "
                         "in training, or sample with --use-ema 0\n", 100 * share);
     const UNet *net = &tm.net;
-    const Schedule *sc = &tm.sched;
+    const Schedule *sc = tm.sched;
     int C = net->cfg.in_ch, R = net->cfg.resolution, P = o->m.n < 8 ? o->m.n : 8;
     size_t D = (size_t)C * R * R;
     fprintf(stderr, "sample: %d images of %dx%dx%d, T = %d steps, %s weights, sigma^2 = %s, "

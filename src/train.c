@@ -93,8 +93,8 @@ static int alloc_state(Trainer *tr, Error *err)
     if (!tr->adam_m || !tr->adam_v || !tr->ema || !tr->t)
         return error_set(err, "out of memory for the optimiser state (%zu parameters)", n);
     vec_copy(tr->ema, tr->net.params.data, n);   // NOTE: EMA starts from the initial weights
-    arena_init(&tr->arena, 64 << 20);
-    tape_init(&tr->tape, &tr->arena);
+    arena_init(tr->arena, 64 << 20);
+    tape_init(&tr->tape, tr->arena);
     tr->order_epoch = -1;
     return 0;
 }
@@ -114,43 +114,7 @@ static int read_state(const StFile *f, const ParamSet *ps, const char *what, rea
     return 0;
 }
 
-static const char *meta_or(const StFile *f, const char *key, const char *fallback)
-{
-    const char *v = st_meta(f, key);
-    return v ? v : fallback;
-}
-
-// Metadata `key` (or `fallback` when absent) as a number in [lo, hi], a
-// whole one if `whole`: strict, since a checkpoint may come from anyone.
-static int meta_num(const StFile *f, const char *key, const char *fallback, double lo,
-                    double hi, int whole, double *out, Error *err)
-{
-    const char *v = meta_or(f, key, fallback);
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || *end || errno == ERANGE || !(x >= lo && x <= hi) || (whole && x != floor(x)))
-        return error_set(err, "%s: metadata %s = '%.40s' is not a %s in %g..%g", f->path, key,
-                         v, whole ? "whole number" : "number", lo, hi);
-    *out = x;
-    return 0;
-}
-
-// The network must give what the diffusion expects of it: in_ch channels
-// (eps, x0 or mu), twice that with a learned variance.
-static int check_out_ch(const StFile *f, const UNet *net, const Diffusion *df, Error *err)
-{
-    int want = diffusion_out_channels(df, net->cfg.in_ch);
-    if (net->cfg.out_ch == want) return 0;
-    return error_set(err, "%s: the network has %d output channels but its diffusion (%s, %s) "
-                          "needs %d", f->path, net->cfg.out_ch, mean_type_name(df->mean),
-                     var_type_name(df->var), want);
-}
-
-// The settings stored by trainer_save (the KEY_STORED rows) into c, each
-// checked against the range the command line allows; a key the file lacks
-// takes the value of train_config_default.
-static int read_settings(const StFile *f, TrainConfig *c, Error *err)
+int train_config_read(const StFile *f, TrainConfig *c, Error *err)
 {
     TrainConfig d;
     train_config_default(&d);
@@ -168,8 +132,7 @@ static int read_settings(const StFile *f, TrainConfig *c, Error *err)
     return 0;
 }
 
-// The diffusion of the settings (refusing the combinations that cannot train).
-static int settings_diffusion(const TrainConfig *c, Diffusion *df, Error *err)
+int train_config_diffusion(const TrainConfig *c, Diffusion *df, Error *err)
 {
     return diffusion_parse(df, mean_type_name(c->mean), var_type_name(c->var),
                            loss_type_name(c->loss), err);
@@ -188,12 +151,12 @@ static int resume(Trainer *tr, const char *path, Error *err)
     if (!st_meta(&f, "train.step")) {
         error_set(err, "%s: not a training checkpoint (no train.step): use it with "
                        "ddpm sample/bpd, or start a new run", path);
-    } else if (meta_num(&f, "train.step", "0", 0, TRAIN_MAX_STEPS, 1, &step, err) == 0 &&
-               read_settings(&f, &tr->cfg, err) == 0 &&
-               settings_diffusion(&tr->cfg, &tr->df, err) == 0 &&
-               schedule_init(&tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) == 0 &&
+    } else if (ckpt_meta_num(&f, "train.step", "0", 0, TRAIN_MAX_STEPS, 1, &step, err) == 0 &&
+               train_config_read(&f, &tr->cfg, err) == 0 &&
+               train_config_diffusion(&tr->cfg, &tr->df, err) == 0 &&
+               schedule_init(tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) == 0 &&
                ckpt_load_file(&f, &tr->net, NULL, 0, err) == 0 &&
-               check_out_ch(&f, &tr->net, &tr->df, err) == 0) {
+               ckpt_check_out_ch(&f, &tr->net, &tr->df, err) == 0) {
         if (alloc_state(tr, err) == 0 && read_state(&f, &tr->net.params, "adam_m", tr->adam_m, err) == 0 &&
             read_state(&f, &tr->net.params, "adam_v", tr->adam_v, err) == 0 &&
             read_state(&f, &tr->net.params, "ema", tr->ema, err) == 0)
@@ -206,8 +169,8 @@ static int resume(Trainer *tr, const char *path, Error *err)
 
 static int fresh(Trainer *tr, const UNetConfig *ucfg, Error *err)
 {
-    if (settings_diffusion(&tr->cfg, &tr->df, err) < 0 ||
-        schedule_init(&tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) < 0)
+    if (train_config_diffusion(&tr->cfg, &tr->df, err) < 0 ||
+        schedule_init(tr->sched, "linear", tr->cfg.T, 1e-4, 0.02, err) < 0)
         return -1;
     UNetConfig c = *ucfg;
     c.out_ch = diffusion_out_channels(&tr->df, c.in_ch);
@@ -225,11 +188,16 @@ int trainer_init(Trainer *tr, const UNetConfig *ucfg, const TrainConfig *tc,
 {
     memset(tr, 0, sizeof *tr);
     tr->cfg = *tc;
-    if ((resume_path ? resume(tr, resume_path, err) : fresh(tr, ucfg, err)) < 0) {
+    tr->sched = calloc(1, sizeof *tr->sched);
+    tr->arena = calloc(1, sizeof *tr->arena);
+    int rc = !tr->sched || !tr->arena ? error_set(err, "out of memory for a trainer")
+           : resume_path              ? resume(tr, resume_path, err)
+                                      : fresh(tr, ucfg, err);
+    if (rc < 0) {
         trainer_free(tr);   // whatever was allocated before the failure
         return -1;
     }
-    tr->df.sched = &tr->sched;
+    tr->df.sched = tr->sched;
     return 0;
 }
 
@@ -241,9 +209,12 @@ void trainer_free(Trainer *tr)
     free(tr->t);
     free(tr->order);
     tape_free(&tr->tape);
-    if (tr->arena.head) arena_free(&tr->arena);
+    if (tr->arena) arena_free(tr->arena);
+    free(tr->arena);
     unet_free(&tr->net);
-    schedule_free(&tr->sched);
+    if (tr->sched) schedule_free(tr->sched);
+    free(tr->sched);
+    memset(tr, 0, sizeof *tr);
 }
 
 /* ---- one step ------------------------------------------------------------- */
@@ -314,14 +285,14 @@ int trainer_step(Trainer *tr, const Dataset *data, Error *err)
     int B = c->batch;
     Rng rng;
     rng_seed(&rng, c->seed, (unsigned long long)tr->step);   // everything this step draws
-    Tensor *x0 = tensor_4d(&tr->arena, B, data->c, data->h, data->w);
-    int *idx = arena_alloc(&tr->arena, sizeof(int) * (size_t)B);
+    Tensor *x0 = tensor_4d(tr->arena, B, data->c, data->h, data->w);
+    int *idx = arena_alloc(tr->arena, sizeof(int) * (size_t)B);
     for (int j = 0; j < B; j++) idx[j] = next_image(tr, data, tr->step * B + j);
     data_batch(data, x0->data, idx, B, c->flip ? &rng : NULL);
-    for (int j = 0; j < B; j++) tr->t[j] = (int)rng_below(&rng, (uint32_t)tr->sched.T);
-    Tensor *noise = tensor_like(&tr->arena, x0);
+    for (int j = 0; j < B; j++) tr->t[j] = (int)rng_below(&rng, (uint32_t)tr->sched->T);
+    Tensor *noise = tensor_like(tr->arena, x0);
     rng_fill_normal(&rng, noise->data, noise->size, 0, 1);
-    dist_batch_slice(&tr->arena, &x0, &noise, tr->t, &rng);   // MPI: this rank's share
+    dist_batch_slice(tr->arena, &x0, &noise, tr->t, &rng);   // MPI: this rank's share
 
     params_zero_grad(&tr->net.params);
     Model model = unet_model(&tr->net);
@@ -344,7 +315,7 @@ int trainer_step(Trainer *tr, const Dataset *data, Error *err)
         }
     }
     tape_reset(&tr->tape);
-    arena_reset(&tr->arena);
+    arena_reset(tr->arena);
     return rc;
 }
 
@@ -477,44 +448,4 @@ int train_run(Trainer *tr, const Dataset *data, Error *err)
     if (stop_signal) fprintf(stderr, "interrupted at step %ld: state saved to %s (continue with --resume %s)\n",
                              tr->step, ckpt, ckpt);
     return 0;
-}
-
-/* ---- a trained model, for evaluation and sampling ------------------------- */
-
-int trained_model_load(TrainedModel *m, const char *path, int want_ema, Error *err)
-{
-    return trained_model_load_cfg(m, path, want_ema, NULL, 0, err);
-}
-
-int trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
-                           const UNetConfig *cfg, int force_cfg, Error *err)
-{
-    memset(m, 0, sizeof *m);
-    StFile f;
-    if (st_open(path, &f, err) < 0) return -1;
-    double step;
-    TrainConfig c;
-    train_config_default(&c);
-    int rc = read_settings(&f, &c, err) == 0 && settings_diffusion(&c, &m->df, err) == 0 &&
-             meta_num(&f, "train.step", "-1", -1, TRAIN_MAX_STEPS, 1, &step, err) == 0 ? 0 : -1;
-    if (rc == 0) rc = schedule_init(&m->sched, "linear", c.T, 1e-4, 0.02, err);
-    if (rc == 0) rc = ckpt_load_file(&f, &m->net, cfg, force_cfg, err);
-    if (rc == 0) rc = check_out_ch(&f, &m->net, &m->df, err);
-    m->df.sched = &m->sched;
-    m->ema = want_ema && st_find(&f, "train.ema.conv_out.bias") != NULL;
-    if (rc == 0 && m->ema) rc = st_load_params(&f, &m->net.params, "train.ema.", 0, err);
-    if (rc == 0) {
-        m->step = (long)step;
-        m->ema_decay = st_meta(&f, "train.ema_decay") ? c.ema_decay : 0;
-        snprintf(m->data, sizeof m->data, "%s", meta_or(&f, "train.data", ""));
-    }
-    st_close(&f);
-    if (rc < 0) trained_model_free(m);
-    return rc;
-}
-
-void trained_model_free(TrainedModel *m)
-{
-    unet_free(&m->net);
-    schedule_free(&m->sched);
 }

@@ -17,6 +17,7 @@
 #include "04_unet.h"
 #include "06_elbo.h"
 #include "data.h"
+#include "safetensors.h"
 
 typedef struct TrainConfig {
     long steps;            // stop after this many steps in total (0: no limit)
@@ -45,23 +46,35 @@ void train_config_default(TrainConfig *tc);
 // settings a resumed run keeps.
 extern const ConfigKey train_keys[];
 
+// The settings a checkpoint stores (the KEY_STORED rows of its train.*
+// metadata) into c, each checked against the range the command line allows;
+// a key the file lacks takes the value of train_config_default.
+int train_config_read(const StFile *f, TrainConfig *c, Error *err);
+// The diffusion of the settings (refusing the combinations that cannot
+// train); df->sched is left for the caller.
+int train_config_diffusion(const TrainConfig *c, Diffusion *df, Error *err);
+
 // The ranges trainer_init accepts from a checkpoint's train.* metadata
 // (the same as the command line's).
 #define TRAIN_MAX_STEPS 1e9
 #define TRAIN_MAX_BATCH 4096
 #define TRAIN_MAX_T 100000
 
+// A Trainer is a value: everything a member points at is on the heap (the
+// schedule df.sched uses, the arena the tape draws from), so a copy of the
+// struct, or the struct moved elsewhere, keeps working. trainer_free frees
+// it all, once, through any one copy.
 typedef struct Trainer {
     TrainConfig cfg;
-    Schedule sched;
+    Schedule *sched;         // owned; df.sched points at it
     Diffusion df;
     UNet net;
     real *adam_m, *adam_v;   // [params.total] Adam's moment estimates
     real *ema;               // [params.total] EMA of the weights
     long step;               // optimiser steps done
     double last_loss, last_grad_norm;
-    Arena arena;             // one step's activations, reset after each step
-    Tape tape;
+    Arena *arena;            // owned: one step's activations, reset after each step
+    Tape tape;               // draws from *arena
     int *t;                  // [batch] timesteps of the step
     int *order;              // [n] the current epoch's shuffled image order
     long order_epoch;        // which epoch `order` holds (-1: none)
@@ -88,25 +101,5 @@ int  trainer_save(const Trainer *tr, const char *path, const char *data_name, Er
 // final checkpoints, Ctrl-C (SIGINT/SIGTERM) saves and stops cleanly.
 // Returns 0 on a normal or interrupted end, -1 on an error (err set).
 int  train_run(Trainer *tr, const Dataset *data, Error *err);
-
-// A trained model to evaluate or sample from: the network (its EMA weights
-// when want_ema is set and the checkpoint has them), and the schedule and
-// diffusion its train.* metadata describes (the paper's linear schedule,
-// beta 1e-4 -> 0.02, with the file's train.T, 1000 if absent).
-typedef struct TrainedModel {
-    UNet net;
-    Schedule sched;
-    Diffusion df;
-    int ema;              // the EMA weights were loaded
-    long step;            // optimiser steps it was trained for (-1: not recorded)
-    double ema_decay;     // 0: not recorded
-    char data[64];        // the data set it was trained on ("" if not recorded)
-} TrainedModel;
-int  trained_model_load(TrainedModel *m, const char *path, int want_ema, Error *err);
-// The same; cfg (checked by the caller) is the network when the file stores
-// no config, or always when force_cfg is set (a plain state_dict).
-int  trained_model_load_cfg(TrainedModel *m, const char *path, int want_ema,
-                            const UNetConfig *cfg, int force_cfg, Error *err);
-void trained_model_free(TrainedModel *m);
 
 #endif

@@ -155,11 +155,11 @@ static int child(const char *config, int B)
     for (int i = 0; i < B; i++) t[i] = (int)rng_below(&rng, 1000);
     tape_set_recording(&tr.tape, 0);
     for (int warm = 1; warm >= 0; warm--) BENCH_BEST(fwd, 0, {
-        x = tensor_4d(&tr.arena, B, 3, 32, 32);
+        x = tensor_4d(tr.arena, B, 3, 32, 32);
         rng_fill_normal(&rng, x->data, x->size, 0, 1);
         unet_forward(&tr.tape, &tr.net, x, t, &rng, 0);
         tape_reset(&tr.tape);
-        arena_reset(&tr.arena);
+        arena_reset(tr.arena);
     });
     printf("%.6f %.6f %.6g\n", fwd, step, forward_flops(&tr.net.cfg));
     free(t);

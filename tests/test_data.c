@@ -25,6 +25,7 @@
 
 #include "00_tensor.h"
 #include "data.h"
+#include "image.h"
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 #define REC 3073

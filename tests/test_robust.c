@@ -322,9 +322,9 @@ START_TEST(resume_takes_T_from_checkpoint)
     ck_assert_int_eq(trainer_init(&a, &c, &tc, NULL, &err), 0);
     tc.T = 1000;
     ck_assert_msg(trainer_init(&b, &c, &tc, path, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(b.sched.T, 50);
-    ck_assert(b.df.sched == &b.sched);
-    ck_assert(memcmp(a.sched.betas, b.sched.betas, 50 * sizeof *a.sched.betas) == 0);
+    ck_assert_int_eq(b.sched->T, 50);
+    ck_assert(b.df.sched == b.sched);
+    ck_assert(memcmp(a.sched->betas, b.sched->betas, 50 * sizeof *a.sched->betas) == 0);
     trainer_free(&a);
     trainer_free(&b);
     rm_dir(dir);
@@ -380,7 +380,7 @@ START_TEST(model_without_config)
     ck_assert_int_eq(trained_model_load(&m, path, 1, &err), -1);
     assert_has(&err, "--config");
     ck_assert_msg(trained_model_load_cfg(&m, path, 1, &c, 0, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(m.sched.T, 1000);
+    ck_assert_int_eq(m.sched->T, 1000);
     ck_assert_int_eq(m.ema, 0);
     ck_assert_uint_eq(m.net.params.total, net.params.total);
     ck_assert(memcmp(m.net.params.data, net.params.data, net.params.total * sizeof(real)) == 0);

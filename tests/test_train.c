@@ -1,7 +1,7 @@
 /* test_train.c — the trainer: exact resumption, a non-finite loss stops a
- * run without touching the weights, the learning-rate warm-up, and a few
- * steps lower the loss. Uses a miniature network on a synthetic data set
- * built in memory, so it runs in seconds. */
+ * run without touching the weights, a few steps lower the loss, and a
+ * copied Trainer or TrainedModel keeps working. Uses a miniature network on
+ * a synthetic data set built in memory, so it runs in seconds. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -157,6 +157,63 @@ START_TEST(loss_goes_down)
 }
 END_TEST
 
+// True when p points into the n bytes at obj.
+static int points_into(const void *p, const void *obj, size_t n)
+{
+    return (const char *)p >= (const char *)obj && (const char *)p < (const char *)obj + n;
+}
+
+// A Trainer and a TrainedModel are values: a copy keeps working after the
+// original's storage is overwritten (no pointer into the struct itself, so
+// returning one by value or moving it into an array is safe). Two steps,
+// a copy, the original scribbled over, two more steps on the copy: the
+// same weights as four steps on one trainer; and the model loaded from its
+// checkpoint, copied, still has its schedule.
+START_TEST(copies_are_safe)
+{
+    Dataset d;
+    toy_data(&d);
+    UNetConfig c;
+    Diffusion df;
+    TrainConfig tc;
+    char dir[] = "/tmp/ddpm_train_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    toy_model(&c, &df, &tc, dir);
+    Error err;
+    Trainer ref, a;
+    ck_assert_msg(trainer_init(&ref, &c, &tc, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(trainer_init(&a, &c, &tc, NULL, &err), 0);
+    ck_assert(!points_into(a.df.sched, &a, sizeof a));
+    ck_assert(!points_into(a.tape.arena, &a, sizeof a));
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(trainer_step(&ref, &d, &err), 0);
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(trainer_step(&a, &d, &err), 0);
+    Trainer b = a;
+    memset(&a, 0xA5, sizeof a);
+    ck_assert_int_eq(b.df.sched->T, tc.T);
+    for (int i = 0; i < 2; i++) ck_assert_msg(trainer_step(&b, &d, &err) == 0, "%s", err.msg);
+    size_t n = ref.net.params.total;
+    ck_assert(memcmp(ref.net.params.data, b.net.params.data, n * sizeof(real)) == 0);
+    ck_assert(memcmp(ref.ema, b.ema, n * sizeof(real)) == 0);
+
+    char path[600];
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    ck_assert_msg(trainer_save(&b, path, d.name, &err) == 0, "%s", err.msg);
+    TrainedModel m;
+    ck_assert_msg(trained_model_load(&m, path, 1, &err) == 0, "%s", err.msg);
+    ck_assert(!points_into(m.df.sched, &m, sizeof m));
+    TrainedModel m2 = m;
+    memset(&m, 0xA5, sizeof m);
+    ck_assert_int_eq(m2.df.sched->T, tc.T);
+    ck_assert(memcmp(m2.df.sched->betas, ref.df.sched->betas, (size_t)tc.T * sizeof(real)) == 0);
+    trained_model_free(&m2);
+    trainer_free(&b);
+    trainer_free(&ref);
+    unlink(path);
+    rmdir(dir);
+    data_free(&d);
+}
+END_TEST
+
 Suite *suite_train(void)
 {
     Suite *s = suite_create("train");
@@ -166,6 +223,7 @@ Suite *suite_train(void)
 #endif
     tcase_add_test(tc, nonfinite_loss_stops);
     tcase_add_test(tc, loss_goes_down);
+    tcase_add_test(tc, copies_are_safe);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     UNetConfig small = mini();
     TrainedModel m;
     if (trained_model_load_cfg(&m, path, 1, &small, 0, &err) == 0) {
-        if (m.sched.T < 2 || m.sched.T > TRAIN_MAX_T || unet_config_check(&m.net.cfg, &err) < 0)
+        if (m.sched->T < 2 || m.sched->T > TRAIN_MAX_T || unet_config_check(&m.net.cfg, &err) < 0)
             abort();
         trained_model_free(&m);
     }
@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     Trainer tr;
     if (trainer_init(&tr, &small, &tc, path, &err) == 0) {
         if (tr.cfg.batch < 1 || tr.cfg.batch > TRAIN_MAX_BATCH || tr.step < 0 ||
-            !(tr.cfg.lr >= 0 && tr.cfg.lr <= 1) || tr.sched.T < 2)
+            !(tr.cfg.lr >= 0 && tr.cfg.lr <= 1) || tr.sched->T < 2)
             abort();
         trainer_free(&tr);
     }
