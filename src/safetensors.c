@@ -1,5 +1,8 @@
 /* safetensors.c — checkpoints in the safetensors format.
  *
+ * (About 630 lines: a writer, and a reader that checks every field of a
+ * file it does not trust; the JSON and the file I/O are json.c and fileio.c.)
+ *
  * The book's appendix on support files (book/appendix_io.md) walks through
  * it. A safetensors file is three things back to back:
  *
