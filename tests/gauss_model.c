@@ -1,7 +1,9 @@
 /* gauss_model.c — see gauss_model.h. */
 #include "gauss_model.h"
 
+#include <check.h>
 #include <math.h>
+#include <string.h>
 
 double gauss_posterior_x0(const GaussModel *g, double xt, int t)
 {
@@ -37,4 +39,17 @@ Model gauss_model(const GaussModel *g)
 {
     int out = g->df->var == VAR_LEARNED ? 2 * g->channels : g->channels;
     return (Model){gauss_forward, g, g->channels, out, g->resolution};
+}
+
+void gauss_fixture(GaussFixture *f, int T, double b0, double b1, const char *mean,
+                   const char *var, double m, double s2, int R)
+{
+    Error err;
+    ck_assert_msg(schedule_init(&f->sched, "linear", T, b0, b1, &err) == 0, "%s", err.msg);
+    ck_assert_msg(diffusion_parse(&f->df, mean, var, strcmp(var, "learned") ? "simple" : "vlb",
+                                  &err) == 0, "%s", err.msg);
+    f->df.sched = &f->sched;
+    f->g = (GaussModel){&f->df, m, s2, 0, 1, R};
+    f->model = gauss_model(&f->g);
+    f->s = (Sampler){.df = &f->df, .model = &f->model, .clip = 0, .batch = 64};
 }

@@ -17,6 +17,7 @@
 #define DDPM_GAUSS_MODEL_H
 
 #include "06_elbo.h"
+#include "08_sampler.h"
 
 typedef struct GaussModel {
     const Diffusion *df;
@@ -28,5 +29,19 @@ typedef struct GaussModel {
 Model gauss_model(const GaussModel *g);
 // E[x0 | x_t] for one value at code t (what the model's x0 prediction is).
 double gauss_posterior_x0(const GaussModel *g, double xt, int t);
+
+// The sampler tests' fixture: the model for data N(m, s2) on a T-step linear
+// schedule (beta b0 -> b1), images 1 x R x R, the loss simple (vlb with
+// learned variance), and a sampler over it without clipping. Set up in place
+// and never copied: df.sched points at sched. Check fails the test on an error.
+typedef struct GaussFixture {
+    Schedule sched;
+    Diffusion df;
+    GaussModel g;
+    Model model;
+    Sampler s;
+} GaussFixture;
+void gauss_fixture(GaussFixture *f, int T, double b0, double b1, const char *mean,
+                   const char *var, double m, double s2, int R);
 
 #endif

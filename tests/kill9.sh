@@ -16,6 +16,7 @@
 #
 #   usage: tests/kill9.sh [path/to/ddpm] [kills]     (make test runs it)
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/bar_data.sh"
 DDPM=${1:-build/ddpm}
 KILLS=${2:-24}
 case $DDPM in /*) ;; *) DDPM=$PWD/$DDPM ;; esac
@@ -27,13 +28,7 @@ N=60
 die() { echo "kill9: FAIL: $*"; exit 1; }
 
 # ---- a synthetic data set: 16 images of a bright bar at different heights ----------
-be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
-mkdir data
-{ printf '\x00\x00\x08\x03'; be32 16; be32 28; be32 28
-  for ((i = 0; i < 16; i++)); do
-      head -c $((28 * i)) /dev/zero; head -c 84 /dev/zero | tr '\0' '\350'; head -c $((28 * (25 - i))) /dev/zero
-  done; } > data/train-images-idx3-ubyte
-{ printf '\x00\x00\x08\x01'; be32 16; head -c 16 /dev/zero; } > data/train-labels-idx1-ubyte
+bar_data data || die "cannot write the synthetic data set"
 
 FLAGS=(--data data --config tiny --ch 16 --groups 8 --ch-mult 1,2 --attn none --batch 2 --T 20
        --ema 0.9 --seed 3)

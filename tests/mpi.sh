@@ -17,6 +17,7 @@
 #
 #   usage: tests/mpi.sh [build/ddpm] [build/mpi/ddpm] [build/st_compare]
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/bar_data.sh"
 ONE=${1:-build/ddpm}
 MPI=${2:-build/mpi/ddpm}
 CMP=${3:-build/st_compare}
@@ -34,15 +35,7 @@ command -v mpirun > /dev/null || die "mpirun not found (make mpi-deps)"
 ! ldd "$ONE" | grep -q libmpi || die "$ONE links MPI; only the MPI=1 build may"
 
 # ---- a synthetic data set: 16 images of a bright bar at different heights ----------
-be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
-mkdir data
-{ printf '\x00\x00\x08\x03'; be32 16; be32 28; be32 28
-  for ((i = 0; i < 16; i++)); do
-      head -c $((28 * i)) /dev/zero; head -c 84 /dev/zero | tr '\0' '\350'; head -c $((28 * (25 - i))) /dev/zero
-  done; } > data/train-images-idx3-ubyte
-{ printf '\x00\x00\x08\x01'; be32 16; head -c 16 /dev/zero; } > data/train-labels-idx1-ubyte
-cp data/train-images-idx3-ubyte data/t10k-images-idx3-ubyte
-cp data/train-labels-idx1-ubyte data/t10k-labels-idx1-ubyte
+bar_data data test || die "cannot write the synthetic data set"
 
 K=6
 TOL=1e-5

@@ -13,23 +13,12 @@
 
 enum { T = 20, R4 = 4, HW = 4, D = HW * HW };
 
-typedef struct Fixture {
-    Schedule sched;
-    Diffusion df;
-    GaussModel g;
-    Model model;
-    Sampler s;
-} Fixture;
+typedef GaussFixture Fixture;   // tests/gauss_model.h
 
+// Data N(0.1, 0.5) on a T-step schedule, images 1 x HW x HW.
 static void setup(Fixture *f)
 {
-    Error err;
-    ck_assert_msg(schedule_init(&f->sched, "linear", T, 1e-3, 0.2, &err) == 0, "%s", err.msg);
-    ck_assert_msg(diffusion_parse(&f->df, "eps", "fixedlarge", "simple", &err) == 0, "%s", err.msg);
-    f->df.sched = &f->sched;
-    f->g = (GaussModel){&f->df, 0.1, 0.5, 0, 1, HW};
-    f->model = gauss_model(&f->g);
-    f->s = (Sampler){.df = &f->df, .model = &f->model, .clip = 0, .batch = 64};
+    gauss_fixture(f, T, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, HW);
 }
 
 static int same(const real *a, const real *b, size_t n)

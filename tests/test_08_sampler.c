@@ -26,27 +26,7 @@
 #define TOL 2e-5
 #endif
 
-typedef struct Fixture {
-    Schedule sched;
-    Diffusion df;
-    GaussModel g;
-    Model model;
-    Sampler s;
-} Fixture;
-
-// A Gaussian-data model on a T-step linear schedule, images 1 x R x R.
-static void setup(Fixture *f, int T, double b0, double b1, const char *mean, const char *var,
-                  double m, double s2, int R)
-{
-    Error err;
-    ck_assert_msg(schedule_init(&f->sched, "linear", T, b0, b1, &err) == 0, "%s", err.msg);
-    ck_assert_msg(diffusion_parse(&f->df, mean, var, strcmp(var, "learned") ? "simple" : "vlb",
-                                  &err) == 0, "%s", err.msg);
-    f->df.sched = &f->sched;
-    f->g = (GaussModel){&f->df, m, s2, 0, 1, R};
-    f->model = gauss_model(&f->g);
-    f->s = (Sampler){.df = &f->df, .model = &f->model, .clip = 0, .batch = 64};
-}
+typedef GaussFixture Fixture;   // tests/gauss_model.h
 
 // Mean and variance of the sampler's output by the recursion
 // M <- A M + B, V <- A^2 V + sigma^2 (sigma = 0 at the last step), from
@@ -103,8 +83,8 @@ START_TEST(gaussian_data_both_variances)
     double s2s[2] = {1.0, 0.25};
     for (int k = 0; k < 2; k++) {
         Fixture large, small;
-        setup(&large, 20, 0.01, 0.5, "eps", "fixedlarge", 0.3, s2s[k], 16);
-        setup(&small, 20, 0.01, 0.5, "eps", "fixedsmall", 0.3, s2s[k], 16);
+        gauss_fixture(&large, 20, 0.01, 0.5, "eps", "fixedlarge", 0.3, s2s[k], 16);
+        gauss_fixture(&small, 20, 0.01, 0.5, "eps", "fixedsmall", 0.3, s2s[k], 16);
         double Vl = check_moments(&large, 64, 1), Vs = check_moments(&small, 64, 2);
         // The two predictions are > 20 standard errors apart, so a sampler
         // that used the wrong variance would fail above.
@@ -121,7 +101,7 @@ END_TEST
 START_TEST(paper_schedule_returns_the_data)
 {
     Fixture f;
-    setup(&f, 1000, 1e-4, 0.02, "eps", "fixedlarge", 0.3, 1.0, 16);
+    gauss_fixture(&f, 1000, 1e-4, 0.02, "eps", "fixedlarge", 0.3, 1.0, 16);
     double M, V;
     expected_moments(&f, &M, &V);
     ck_assert_msg(fabs(V - (1 - 1e-4)) < 1e-6 && fabs(M - 0.3) < 1e-4, "recursion: %.8f %.8f", M, V);
@@ -135,7 +115,7 @@ END_TEST
 START_TEST(point_data_lands_on_the_point)
 {
     Fixture f;
-    setup(&f, 1000, 1e-4, 0.02, "eps", "fixedsmall", -0.4, 0.0, 8);
+    gauss_fixture(&f, 1000, 1e-4, 0.02, "eps", "fixedsmall", -0.4, 0.0, 8);
     real x[4 * 64];
     Error err;
     ck_assert_msg(sample_images(&f.s, x, 4, 1, 8, 8, 5, 0, &err) == 0, "%s", err.msg);
@@ -151,7 +131,7 @@ END_TEST
 START_TEST(step_is_algorithm_2)
 {
     Fixture f;
-    setup(&f, 1000, 1e-4, 0.02, "eps", "fixedlarge", 0.3, 0.5, 4);
+    gauss_fixture(&f, 1000, 1e-4, 0.02, "eps", "fixedlarge", 0.3, 0.5, 4);
     Arena ar;
     arena_init(&ar, 1 << 16);
     Tape tp;
@@ -196,7 +176,7 @@ END_TEST
 static void sample_with(const char *mean, const char *var, double v, int clip, real *x)
 {
     Fixture f;
-    setup(&f, 50, 1e-3, 0.2, mean, var, 0.3, 0.5, 8);
+    gauss_fixture(&f, 50, 1e-3, 0.2, mean, var, 0.3, 0.5, 8);
     f.g.v = v;
     f.s.clip = clip;
     f.s.batch = 3;
@@ -251,7 +231,7 @@ END_TEST
 START_TEST(samples_depend_on_seed_and_index_only)
 {
     Fixture f;
-    setup(&f, 30, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, 4);
+    gauss_fixture(&f, 30, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, 4);
     real a[5 * 16], b[3 * 16], c[5 * 16];
     Error err;
     f.s.batch = 5;
@@ -276,7 +256,7 @@ END_TEST
 START_TEST(progressive_snapshots)
 {
     Fixture f;
-    setup(&f, 30, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, 4);
+    gauss_fixture(&f, 30, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, 4);
     f.s.clip = 1;
     int S = sample_n_snapshots(30, 10), ts[8];
     ck_assert_int_eq(S, 4);   // t = 29, 20, 10, 0
@@ -301,7 +281,7 @@ END_TEST
 START_TEST(shared_latents)
 {
     Fixture f;
-    setup(&f, 30, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, 4);
+    gauss_fixture(&f, 30, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, 4);
     real out[3 * 16], xt[16], x0[16];
     Error err;
     ck_assert(sample_shared_latent(&f.s, out, xt, x0, 3, 1, 4, 4, 0, 5, &err) == 0);
@@ -321,7 +301,7 @@ END_TEST
 START_TEST(interpolation_end_points)
 {
     Fixture f;
-    setup(&f, 30, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, 4);
+    gauss_fixture(&f, 30, 1e-3, 0.2, "eps", "fixedlarge", 0.1, 0.5, 4);
     real a[16], b[16], out[3 * 16], xa[16], xb[16], mix[16];
     for (int i = 0; i < 16; i++) a[i] = (real)(i / 8.0 - 1), b[i] = (real)(1 - i / 8.0);
     double lambda[3] = {0, 1, 0.25};
