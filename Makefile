@@ -270,7 +270,7 @@ classifier: $(B)/ddpm
 # The same for Fashion-MNIST (the scores of 1-channel samples).
 classifier-fashion: $(B)/ddpm
 	$(B)/ddpm classifier train --data /usr/share/datasets/fashion-mnist \
-	  --out models/classifier_fashion_mnist.safetensors --width 16,32,64,128 --steps 2000 --seed 1
+	  --out models/classifier_fashion_mnist.safetensors --width 16,32,64,128 --steps 7000 --seed 1
 
 # ---- chapter 09's checkpoint ladder -------------------------------------------
 # One run of the tiny U-Net on the default data (the demo's settings, with a
